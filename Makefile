@@ -1,0 +1,31 @@
+# Two entry points for a newcomer: `make demo` and `make test`. Both create .venv and install into it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+CONSTRAINTS := constraints.txt
+
+.PHONY: install install-dev demo test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(BIN)/python
+	$(PIP) install -q -c $(CONSTRAINTS) -e .
+
+install-dev: $(BIN)/python
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
+
+demo: install
+	$(BIN)/jamspotter demo --out demo_out
+
+test: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

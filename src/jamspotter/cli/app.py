@@ -1,0 +1,24 @@
+"""The Typer app and its command groups; command modules register onto these objects.
+
+Kept thin: commands parse arguments and call library functions. Heavy imports (torch,
+transformers) happen inside commands so `jamspotter --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+_opts = {"no_args_is_help": True, "rich_markup_mode": None, "pretty_exceptions_enable": False}
+
+app = typer.Typer(help="Find jam-causing material on recycling conveyor belts with Qwen-VL models.", **_opts)
+data_app = typer.Typer(help="Import, export, synthesise, validate, split and augment datasets.", **_opts)
+train_app = typer.Typer(help="Supervised and reinforcement fine-tuning.", **_opts)
+eval_app = typer.Typer(help="Detection, classification and trajectory metrics with reports.", **_opts)
+edge_app = typer.Typer(help="The fast edge CNN: train, export to ONNX, predict.", **_opts)
+line_app = typer.Typer(help="Run a detector over a belt stream; simulate the line (digital twin).", **_opts)
+
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(edge_app, name="edge")
+app.add_typer(line_app, name="line")

@@ -1,0 +1,1 @@
+"""jamspotter.edge (see DESIGN.md module map)."""

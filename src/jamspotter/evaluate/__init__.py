@@ -1,0 +1,1 @@
+"""jamspotter.evaluate (see DESIGN.md module map)."""

@@ -1,0 +1,1 @@
+"""jamspotter.formats (see DESIGN.md module map)."""

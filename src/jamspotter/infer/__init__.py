@@ -1,0 +1,1 @@
+"""jamspotter.infer (see DESIGN.md module map)."""

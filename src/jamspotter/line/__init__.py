@@ -1,0 +1,1 @@
+"""jamspotter.line (see DESIGN.md module map)."""

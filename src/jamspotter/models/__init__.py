@@ -1,0 +1,1 @@
+"""jamspotter.models (see DESIGN.md module map)."""

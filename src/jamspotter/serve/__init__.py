@@ -1,0 +1,1 @@
+"""jamspotter.serve (see DESIGN.md module map)."""

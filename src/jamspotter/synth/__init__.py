@@ -1,0 +1,1 @@
+"""jamspotter.synth (see DESIGN.md module map)."""

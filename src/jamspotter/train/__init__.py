@@ -1,0 +1,1 @@
+"""jamspotter.train (see DESIGN.md module map)."""
