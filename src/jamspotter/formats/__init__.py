@@ -1,1 +1,61 @@
-"""jamspotter.formats (see DESIGN.md module map)."""
+"""Model-family formats: the only place that knows how each Qwen-VL generation reads and writes boxes.
+
+    fmt = get_format("qwen2.5-vl", processor=processor)     # or min_pixels=..., max_pixels=...
+    prompt, target = fmt.render_detection(sample)
+    boxes, problems = fmt.parse_detections(text, (sample.width, sample.height))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jamspotter.data.taxonomy import Taxonomy
+from jamspotter.errors import JamspotterError
+from jamspotter.formats.base import Format
+from jamspotter.formats.qwen2 import Qwen2VLFormat
+from jamspotter.formats.qwen3 import Qwen3VLFormat
+from jamspotter.formats.qwen25 import Qwen25VLFormat
+from jamspotter.formats.resize import DEFAULT_PARAMS, ResizeParams, resize_params, smart_resize
+
+FORMATS: dict[str, type[Format]] = {f.family: f for f in (Qwen2VLFormat, Qwen25VLFormat, Qwen3VLFormat)}
+FAMILIES: tuple[str, ...] = tuple(FORMATS)
+_ALIASES = {"qwen2": "qwen2-vl", "qwen2vl": "qwen2-vl", "qwen2.5": "qwen2.5-vl", "qwen25-vl": "qwen2.5-vl",
+            "qwen2_5-vl": "qwen2.5-vl", "qwen2_5_vl": "qwen2.5-vl", "qwen25vl": "qwen2.5-vl", "qwen3": "qwen3-vl",
+            "qwen3vl": "qwen3-vl", "qwen2_vl": "qwen2-vl", "qwen3_vl": "qwen3-vl"}
+
+
+def canonical_family(family: str) -> str:
+    """`Qwen2.5-VL`, `qwen2_5_vl` ... -> `qwen2.5-vl`; unknown names raise JamspotterError."""
+    key = str(family).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise JamspotterError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return key
+
+
+def get_format(
+    family: str,
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    processor: Any = None,
+    classes: Sequence[str] | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> Format:
+    """The `Format` of a family. Resize settings: the processor's (object or folder) when given,
+    else the released model's defaults; explicit min/max_pixels override either."""
+    key = canonical_family(family)
+    params = DEFAULT_PARAMS[key]
+    if processor is not None:
+        params = resize_params(processor, default=params)
+    params = ResizeParams(params.factor, int(min_pixels or params.min_pixels), int(max_pixels or params.max_pixels))
+    if params.min_pixels > params.max_pixels:
+        raise JamspotterError(f"min_pixels {params.min_pixels} is larger than max_pixels {params.max_pixels}")
+    return FORMATS[key](params, classes=classes, taxonomy=taxonomy)
+
+
+__all__ = [
+    "FAMILIES", "FORMATS", "Format", "Qwen2VLFormat", "Qwen25VLFormat", "Qwen3VLFormat", "ResizeParams",
+    "canonical_family", "get_format", "resize_params", "smart_resize",
+]

@@ -1,0 +1,328 @@
+"""Read boxes out of whatever a Qwen-VL model wrote, in the model's own coordinates. Never raises.
+
+Accepted, in this order (each stage masks what it used so nothing is read twice):
+1. the Qwen2-VL token form `<|object_ref_start|>rope<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>`;
+2. JSON objects anywhere in the text (fenced or bare, inside wrappers, truncated lists keep their
+   complete items; single quotes, trailing commas, `bbox`/`box` for `bbox_2d`, extra keys);
+3. plain lines `label(x1,y1),(x2,y2)` or `label: [x1, y1, x2, y2]`.
+Coordinate systems are the caller's business (see `jamspotter.formats.base.Format`).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_TEXT = 200_000  # characters read; longer outputs are cut (and reported)
+BOX_KEYS = ("bbox_2d", "bbox", "box_2d", "box", "bbox2d", "bndbox", "coordinates", "xyxy")
+POINT_KEYS = ("point_2d", "point", "points")
+LABEL_KEYS = ("label", "name", "class", "category", "object", "text")
+SCORE_KEYS = ("score", "confidence", "conf")
+NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUM_RE = re.compile(NUM)
+_TOKEN_RE = re.compile(
+    r"<\|object_ref_start\|>(?P<ref>[^<]*)(?:<\|object_ref_end\|>)?"
+    r"|<\|box_start\|>(?P<body>[^<]*)(?P<end><\|box_end\|>)?"
+)
+_PAIR = rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)"
+_PLAIN_PAIRS_RE = re.compile(rf"{_PAIR}\s*(?:,|-|to)?\s*{_PAIR}")
+_PLAIN_LIST_RE = re.compile(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
+_SPECIALS_RE = re.compile(r"[{}\"'\\\\]")
+_SAYS_EMPTY_RE = re.compile(r"\[\s*\]|\b(?:no|none|nothing)\b", re.I)
+_LABEL_TAIL_RE = re.compile(r"([A-Za-z][A-Za-z0-9 _\-/&']{0,60})[\s:=\"'`*]*$")
+_STOP_WORDS = {"at", "in", "is", "located", "box", "bbox", "bbox_2d", "the", "a", "an", "of", "with", "coordinates",
+               "position", "region", "found"}
+
+
+@dataclass
+class RawBox:
+    """A box as written by the model: 4 numbers in the model's coordinates, plus where it was found."""
+
+    label: str
+    values: list[float]
+    reason: str | None = None
+    score: float | None = None
+    start: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite(values: list[Any]) -> list[float] | None:
+    """Floats when all values are finite numbers (or numeric strings); else None."""
+    out = []
+    for v in values:
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, str):
+            m = _NUM_RE.fullmatch(v.strip())
+            if not m:
+                return None
+            v = m.group(0)
+        try:
+            f = float(v)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if not math.isfinite(f):
+            return None
+        out.append(f)
+    return out
+
+
+def _flatten(v: Any) -> list[Any] | None:
+    """[x1, y1, x2, y2], [[x1, y1], [x2, y2]], "x1,y1,x2,y2" or {x1:..} to a flat list."""
+    if isinstance(v, str):
+        return _NUM_RE.findall(v)
+    if isinstance(v, dict):
+        keys = [("x1", "y1", "x2", "y2"), ("xmin", "ymin", "xmax", "ymax"), ("left", "top", "right", "bottom")]
+        for ks in keys:
+            if all(k in v for k in ks):
+                return [v[k] for k in ks]
+        return None
+    if isinstance(v, list | tuple):
+        flat: list[Any] = []
+        for x in v:
+            flat.extend(x if isinstance(x, list | tuple) else [x])
+        return flat
+    return None
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> str:
+    """Blank out used spans (same length, so offsets stay valid)."""
+    if not spans:
+        return text
+    chars = list(text)
+    for a, b in spans:
+        chars[a:b] = " " * (b - a)
+    return "".join(chars)
+
+
+def _token_boxes(text: str, out: list[RawBox], problems: list[str]) -> list[tuple[int, int]]:
+    """Stage 1: the Qwen2-VL special-token form. Returns the spans it used."""
+    spans: list[tuple[int, int]] = []
+    label = ""
+    for m in _TOKEN_RE.finditer(text):
+        spans.append(m.span())
+        if m.group("ref") is not None:
+            label = m.group("ref").strip()
+            continue
+        nums = _finite(_NUM_RE.findall(m.group("body")))
+        if m.group("end") is None:
+            problems.append(f"box at {m.start()} has no <|box_end|> (truncated output?)")
+        if nums is None or len(nums) != 4:
+            kind = "a point" if nums is not None and len(nums) == 2 else f"{len(nums or [])} numbers"
+            problems.append(f"box at {m.start()} ignored: {kind} instead of (x1,y1),(x2,y2)")
+            continue
+        box_label = label or _label_before(text, m.start())
+        tail = text[m.end():].split("\n", 1)[0]
+        tail_stop = tail.find("<|")
+        tail = (tail[:tail_stop] if tail_stop >= 0 else tail).strip(" \t:-–—")
+        reason = tail[7:].strip() if tail.lower().startswith("reason:") else tail
+        if reason:
+            spans.append((m.end(), m.end() + len(text[m.end():].split("\n", 1)[0])))
+        out.append(RawBox(box_label, nums, reason or None, start=m.start()))
+    return spans
+
+
+def _brace_pairs(text: str) -> tuple[list[tuple[int, int]], int]:
+    """Outermost complete `{...}` spans (string-aware) and how many `{` never closed."""
+    pairs: list[tuple[int, int]] = []
+    stack: list[int] = []
+    quote = ""
+    skip_to = 0  # index after an escaped character inside a string
+    for m in _SPECIALS_RE.finditer(text):
+        j = m.start()
+        if j < skip_to:
+            continue
+        c = text[j]
+        if quote:
+            if c == "\\":
+                skip_to = j + 2
+            elif c == quote:
+                quote = ""
+        elif stack and (c == '"' or (c == "'" and _prev_nonspace(text, j) in "{[,:")):  # prose apostrophes open nothing
+            quote = c
+        elif c == "{":
+            stack.append(j)
+        elif c == "}" and stack:
+            start = stack.pop()
+            if not stack:
+                pairs.append((start, j + 1))
+    return pairs, len(stack)
+
+
+def _prev_nonspace(text: str, j: int) -> str:
+    k = j - 1
+    while k >= 0 and text[k] in " \t\r\n":
+        k -= 1
+    return text[k] if k >= 0 else ""
+
+
+_TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
+_KEY_RE = re.compile(r"[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?\s*:\s*")
+
+
+def _load_object(s: str) -> Any:
+    """json, then Python-literal (single quotes), then trailing-comma/unquoted-key repairs; None if all fail."""
+    for attempt in (s, _TRAILING_COMMA_RE.sub(r"\1", s)):
+        try:
+            return json.loads(attempt)
+        except (ValueError, RecursionError):
+            pass
+        if len(attempt) < 20_000:
+            try:
+                fixed = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", attempt)))
+                with warnings.catch_warnings():  # odd escapes in model text warn; they are not our problem
+                    warnings.simplefilter("ignore")
+                    return ast.literal_eval(fixed)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                pass
+    return None
+
+
+def _regex_object(s: str) -> dict[str, Any] | None:
+    """Last resort for a broken object: pull `key: [numbers]` and `key: "text"` pairs with regexes."""
+    obj: dict[str, Any] = {}
+    for m in _KEY_RE.finditer(s):
+        key, rest = m.group(1), s[m.end():]
+        if rest.startswith("["):
+            close = rest.find("]")
+            inner = rest[1:close] if close >= 0 else ""
+            if inner.count("[") and close >= 0:  # nested pairs [[x1, y1], [x2, y2]]
+                close2 = rest.find("]", close + 1)
+                inner = rest[1:close2] if close2 >= 0 else inner
+            obj[key] = _NUM_RE.findall(inner)
+        elif rest[:1] in "\"'":
+            end = rest.find(rest[0], 1)
+            if end > 0:
+                obj[key] = rest[1:end]
+        else:
+            num = _NUM_RE.match(rest)
+            if num:
+                obj[key] = num.group(0)
+    return obj or None
+
+
+def _item_from_dict(d: dict[str, Any], start: int, problems: list[str]) -> RawBox | None:
+    """A box from one parsed JSON object, or None (with a problem when it looked like one)."""
+    lower = {str(k).lower(): v for k, v in d.items()}
+    label_raw = next((lower[k] for k in LABEL_KEYS if k in lower and isinstance(lower[k], str | int | float)), "")
+    label = str(label_raw).strip()
+    box_key = next((k for k in BOX_KEYS if k in lower), None)
+    if box_key is None:
+        point_key = next((k for k in POINT_KEYS if k in lower), None)
+        if point_key is not None:
+            problems.append(f"item at {start} has {point_key} (a point, not a box): ignored")
+        return None
+    flat = _flatten(lower[box_key])
+    nums = _finite(flat) if flat is not None else None
+    if nums is None or len(nums) != 4:
+        problems.append(f"item at {start}: {box_key} is not 4 finite numbers: {str(lower[box_key])[:60]!r}")
+        return None
+    if box_key != "bbox_2d":
+        problems.append(f"item at {start} uses {box_key!r} instead of 'bbox_2d'")
+    if not label:
+        problems.append(f"item at {start} has no label")
+    reason = lower.get("reason")
+    score_v = next((lower[k] for k in SCORE_KEYS if k in lower), None)
+    score = _finite([score_v]) if score_v is not None else None
+    used = {box_key, "reason", *LABEL_KEYS, *SCORE_KEYS}
+    extra = {str(k): v for k, v in d.items() if str(k).lower() not in used}
+    return RawBox(label, nums, str(reason).strip() if reason else None, score[0] if score else None, start, extra)
+
+
+def _walk(v: Any, start: int, out: list[RawBox], problems: list[str], depth: int = 0) -> int:
+    """Collect boxes from a parsed JSON value; returns how many it found."""
+    if depth > 20:
+        return 0
+    found = 0
+    if isinstance(v, dict):
+        item = _item_from_dict(v, start, problems)
+        if item is not None:
+            out.append(item)
+            return 1
+        for x in v.values():
+            found += _walk(x, start, out, problems, depth + 1)
+    elif isinstance(v, list):
+        for x in v:
+            found += _walk(x, start, out, problems, depth + 1)
+    return found
+
+
+def _json_boxes(text: str, out: list[RawBox], problems: list[str]) -> list[tuple[int, int]]:
+    """Stage 2: every outermost JSON object; broken ones are searched for complete inner objects."""
+    spans: list[tuple[int, int]] = []
+    todo, unclosed = _brace_pairs(text)
+    if unclosed:
+        problems.append(f"{unclosed} unclosed '{{' (truncated output?): incomplete items dropped")
+    while todo:
+        a, b = todo.pop(0)
+        chunk = text[a:b]
+        value = _load_object(chunk)
+        if value is None and "{" in chunk[1:-1]:  # a broken wrapper: look at the complete objects inside
+            inner, _ = _brace_pairs(chunk[1:-1])
+            if inner:
+                todo[:0] = [(a + 1 + x, a + 1 + y) for x, y in inner]
+                continue
+        if value is None:
+            value = _regex_object(chunk)
+            if value is not None and any(k.lower() in BOX_KEYS for k in value):
+                problems.append(f"item at {a} is not valid JSON: read leniently")
+        if value is not None:
+            _walk(value, a, out, problems)
+            spans.append((a, b))
+    return spans
+
+
+def _label_before(text: str, pos: int) -> str:
+    """The words just before `pos` on the same line, without filler words ("rope at" -> "rope")."""
+    line = text[max(0, pos - 200):pos].rsplit("\n", 1)[-1]
+    line = re.split(r"[.;,()\[\]{}]", line)[-1]
+    m = _LABEL_TAIL_RE.search(line)
+    if not m:
+        return ""
+    words = m.group(1).replace("_", " ").split()
+    while words and words[-1].lower() in _STOP_WORDS:
+        words.pop()
+    while words and words[0].lower() in _STOP_WORDS:
+        words.pop(0)
+    return " ".join(words[-4:]).strip(" -/&'")
+
+
+def _plain_boxes(text: str, out: list[RawBox], problems: list[str]) -> None:
+    """Stage 3: `label(x1,y1),(x2,y2)` and `label: [x1, y1, x2, y2]` in plain text."""
+    for rx in (_PLAIN_PAIRS_RE, _PLAIN_LIST_RE):
+        for m in rx.finditer(text):
+            nums = _finite(list(m.groups()))
+            if nums is None:
+                problems.append(f"box at {m.start()} has non-finite numbers")
+                continue
+            label = _label_before(text, m.start())
+            if not label:
+                problems.append(f"box at {m.start()} has no label")
+            out.append(RawBox(label, nums, start=m.start()))
+        text = _mask(text, [m.span() for m in rx.finditer(text)])
+
+
+def extract_boxes(text: Any) -> tuple[list[RawBox], list[str]]:
+    """All boxes in `text`, in reading order, with the problems met. Never raises on any input."""
+    problems: list[str] = []
+    if not isinstance(text, str):
+        return [], [f"expected text, got {type(text).__name__}"]
+    if len(text) > MAX_TEXT:
+        problems.append(f"text longer than {MAX_TEXT} characters: the rest was not read")
+        text = text[:MAX_TEXT]
+    out: list[RawBox] = []
+    try:
+        rest = _mask(text, _token_boxes(text, out, problems))
+        rest = _mask(rest, _json_boxes(rest, out, problems))
+        _plain_boxes(rest, out, problems)
+    except Exception as e:  # noqa: BLE001 - a parser bug must not take a training run down; report it
+        problems.append(f"parser error ({type(e).__name__}: {e}); returned what was read before it")
+    out.sort(key=lambda r: r.start)
+    if not out and not problems and not _SAYS_EMPTY_RE.search(text):
+        problems.append("no boxes found in the text")
+    return out, problems

@@ -1,0 +1,140 @@
+"""Parsers on what models really write, and a fuzz test: they never raise."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+
+from jamspotter.formats import FAMILIES, get_format
+from jamspotter.formats.parse import extract_boxes
+
+Q3 = get_format("qwen3-vl")  # 0-1000 relative: on a 1000x1000 image model units == pixels
+SIZE = (1000, 1000)
+
+
+def boxes(text, fmt=Q3, size=SIZE):
+    objs, problems = fmt.parse_detections(text, size)
+    return [(o.label, [round(v, 3) for v in o.bbox]) for o in objs], problems
+
+
+def test_fenced_json_with_trailing_prose():
+    text = 'Sure!\n```json\n[\n\t{"bbox_2d": [10, 20, 30, 40], "label": "rope"}\n]\n```\nThat is all I see.'
+    assert boxes(text) == ([("rope", [10, 20, 30, 40])], [])
+
+
+def test_bare_json_and_wrapped_json():
+    assert boxes('[{"bbox_2d": [1, 2, 3, 4], "label": "hose"}]')[0] == [("hose", [1, 2, 3, 4])]
+    got, _ = boxes('{"objects": [{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7, 8], "label": "b"}]}')
+    assert [g[0] for g in got] == ["a", "b"]
+
+
+def test_truncated_list_keeps_complete_items():
+    got, problems = boxes('```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "rope"}, {"bbox_2d": [5, 6, 7')
+    assert got == [("rope", [1, 2, 3, 4])]
+    assert any("truncated" in p for p in problems)
+
+
+def test_single_quotes_bbox_key_extra_keys_and_trailing_commas():
+    got, problems = boxes("[{'bbox': [1, 2, 3, 4], 'label': 'strap', 'color': 'blue',}]")
+    assert got == [("strap", [1, 2, 3, 4])]
+    assert any("'bbox'" in p for p in problems)
+    objs, _ = Q3.parse_detections("[{'bbox_2d': [1, 2, 3, 4], 'label': 'strap', 'color': 'blue'}]", SIZE)
+    assert objs[0].attributes == {"color": "blue"}
+
+
+def test_unquoted_keys_read_leniently():
+    got, problems = boxes('[{bbox_2d: [1, 2, 3, 4], label: "wire"}]')
+    assert got == [("wire", [1, 2, 3, 4])]
+
+
+def test_qwen2_token_form_with_reason_and_multiple_boxes():
+    q2 = get_format("qwen2-vl")
+    text = ("<|object_ref_start|>rope<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|>: long and thin\n"
+            "<|object_ref_start|>film<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|>"
+            "<|box_start|>(500,500),(1000,1000)<|box_end|>")
+    objs, problems = q2.parse_detections(text, (2000, 1000))
+    assert problems == []
+    assert [(o.label, o.bbox) for o in objs] == [("rope", [200, 200, 600, 400]), ("film", [0, 0, 1000, 500]),
+                                                 ("film", [1000, 500, 2000, 1000])]
+    assert objs[0].reason == "long and thin"
+
+
+def test_plain_text_forms():
+    got, _ = boxes("rope(10,20),(30,40)\nplastic film: [50, 60, 70, 80]\n- hose at (1, 2), (3, 4)")
+    assert got == [("rope", [10, 20, 30, 40]), ("plastic film", [50, 60, 70, 80]), ("hose", [1, 2, 3, 4])]
+
+
+def test_swapped_corners_fixed_and_out_of_range_clipped():
+    got, problems = boxes('[{"bbox_2d": [30, 40, 10, 20], "label": "rope"}, {"bbox_2d": [-5, 10, 1200, 20], '
+                          '"label": "wire"}]')
+    assert got == [("rope", [10, 20, 30, 40]), ("wire", [0, 10, 1000, 20])]
+    assert any("swapped" in p for p in problems) and any("clipped" in p for p in problems)
+
+
+def test_points_reported_not_boxes():
+    got, problems = boxes('[{"point_2d": [10, 20], "label": "rope"}]')
+    assert got == [] and any("point" in p for p in problems)
+
+
+def test_garbage_gives_problems_not_exceptions():
+    for text in ["", "no idea", "[{", '{"bbox_2d": "abc"}', "```json\n[\n", None, 12, "[1e999, 2, 3, 4]"]:
+        objs, problems = Q3.parse_detections(text, SIZE)  # type: ignore[arg-type]
+        assert isinstance(objs, list) and isinstance(problems, list)
+    assert Q3.parse_detections("[]", SIZE) == ([], [])
+    assert Q3.parse_detections('[{"bbox_2d": [1,2,3,4], "label": "x"}]', (0, 5))[1]
+
+
+def _seeds() -> list[str]:
+    out = []
+    for family in FAMILIES:
+        fmt = get_format(family)
+        from jamspotter.data.records import Sample
+
+        s = Sample(id="s", image="i", width=640, height=480,
+                   objects=[{"label": "rope", "bbox": [10, 20, 300, 400], "reason": "wraps"},
+                            {"label": "plastic film", "bbox": [5, 5, 50, 60]}])
+        out.append(fmt.render_detection(s, jam_only=True)[1])
+        out.append(fmt.render_detection(s)[1])
+    out += ["rope(1,2),(3,4)", "<think>x<tool_call>[1, 2, 3, 4]</tool_call></think><answer>a</answer>",
+            "[{'bbox': [1, 2, 3, 4], 'label': \"it's\"}]", '{"a": {"b": [{"bbox_2d": [1,2,3,4]}]}}']
+    return out
+
+
+def test_fuzz_never_raises():
+    rng = random.Random(1234)
+    seeds = _seeds()
+    alphabet = string.printable + "{}[]()\"':,<|>" * 4 + "é😀\x00"
+    tokens = ["<|box_start|>", "<|box_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "bbox_2d", "```json",
+              "{", "}", "[", "]", "'", '"', "\\", ",", ":", "1e999", "-0", "NaN", "null", "</tool_call>"]
+    fmts = [get_format(f) for f in FAMILIES]
+    found = 0
+    for i in range(10_000):
+        if i % 3 == 0:
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
+        else:
+            chars = list(rng.choice(seeds))
+            for _ in range(rng.randint(1, 8)):
+                op, pos = rng.random(), rng.randrange(len(chars) + 1)
+                if op < 0.3 and chars:
+                    del chars[min(pos, len(chars) - 1)]
+                elif op < 0.6:
+                    chars.insert(pos, rng.choice(tokens))
+                elif op < 0.8:
+                    chars = chars[:pos]  # truncation
+                else:
+                    chars.insert(pos, rng.choice(alphabet))
+            text = "".join(chars)
+        fmt = fmts[i % 3]
+        objs, problems = fmt.parse_detections(text, (rng.randint(1, 5000), rng.randint(1, 5000)))
+        assert all(v >= 0 for o in objs for v in o.bbox)
+        assert all(isinstance(p, str) for p in problems)
+        found += len(objs)
+    assert found > 1000  # mutated real outputs still yield boxes
+
+
+@pytest.mark.parametrize("text", ["{" * 5000, "[" * 5000 + "]" * 5000, '{"a":' * 3000, "(" * 4000 + "1,2),(3,4)"])
+def test_pathological_nesting_is_fast_and_safe(text):
+    raw, problems = extract_boxes(text)
+    assert isinstance(raw, list)
