@@ -141,19 +141,20 @@ def render_classification(sample: Sample, classes: Sequence[str], *, crop: bool 
 
 
 def parse_classification(text: str, classes: Sequence[str]) -> tuple[str | None, list[str]]:
-    """The class a model named: exact, then alias, then the longest class name in the text. Never raises."""
+    """The class a model named: the longest class name or alias in the text (exact answers first). Never raises."""
     if not isinstance(text, str):
         return None, ["expected text"]
     by_norm = {normalise(c): c for c in classes}
-    key = normalise(text[:1000])
-    if key in by_norm:
-        return by_norm[key], []
-    canon = canonical_label(text[:200])
-    if canon is not None and normalise(canon) in by_norm:
-        return by_norm[normalise(canon)], []
-    hits = [c for n, c in sorted(by_norm.items(), key=lambda kv: -len(kv[0])) if n and f" {n} " in f" {key} "]
-    if hits:
-        return hits[0], [] if len(hits) == 1 else [f"several classes named, took {hits[0]!r}"]
+    words = normalise(text[:1000]).split()
+    for n in range(min(len(words), 4), 0, -1):
+        hits: list[str] = []
+        for i in range(len(words) - n + 1):
+            cand = " ".join(words[i:i + n])
+            canon = by_norm.get(cand) or by_norm.get(normalise(canonical_label(cand) or ""))
+            if canon is not None and canon not in hits:
+                hits.append(canon)
+        if hits:
+            return hits[0], [] if len(hits) == 1 else [f"several classes named ({', '.join(hits)}), took {hits[0]!r}"]
     return None, [f"no known class in {text[:60]!r}"]
 
 
