@@ -1,0 +1,95 @@
+"""`jamspotter eval detection|classification|trajectory`: score predictions against ground truth, write a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from jamspotter.cli.app import eval_app
+
+PRED = typer.Option(..., "--pred", help="Predictions JSONL (one line per image/clip id).")
+GT = typer.Option(..., "--gt", help="Ground-truth dataset folder (with samples.jsonl) or a samples JSONL file.")
+OUT = typer.Option(..., "--out", help="Report folder: metrics.json, summary.md, plots (and gallery.html).")
+
+
+def _load_gt(gt: Path):  # noqa: ANN202 - (samples, root)
+    from jamspotter.data.io import read_samples, samples_path
+
+    path = samples_path(gt)
+    return read_samples(path), path.parent
+
+
+def _print(task: str, metrics: dict, out: Path) -> None:
+    """The headline numbers as a rich table, then where the report is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from jamspotter.evaluate.report import headline
+
+    table = Table(title=f"{task} evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in headline(task, metrics):
+        table.add_row(name, value)
+    console = Console()
+    console.print(table)
+    console.print(f"report: {out / 'summary.md'}")
+
+
+@eval_app.command("detection")
+def detection(
+    pred: Path = PRED,
+    gt: Path = GT,
+    out: Path = OUT,
+    iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU threshold for P/R/F1 (0.5 always too)."),
+    family: str | None = typer.Option(None, "--family", help="Model family of raw text lines ({id, text})."),
+    raw: bool = typer.Option(False, "--raw", help="Every line is raw model text (needs --family)."),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", help="Processor min_pixels used at inference."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Processor max_pixels used at inference."),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: jam_risk} overrides."),
+    gallery: int = typer.Option(50, "--gallery", min=0, help="At most this many images in gallery.html."),
+) -> None:
+    """Precision/recall/F1, mean IoU, jam-class recall and COCO mAP of predicted boxes."""
+    from rich.console import Console
+
+    from jamspotter.data.taxonomy import Taxonomy
+    from jamspotter.errors import JamspotterError
+    from jamspotter.evaluate.detection import evaluate_detection_run
+    from jamspotter.evaluate.predictions import load_predictions
+    from jamspotter.evaluate.report import write_detection_report
+
+    if raw and family is None:
+        raise JamspotterError("--raw needs --family (qwen2-vl, qwen2.5-vl or qwen3-vl)")
+    samples, root = _load_gt(gt)
+    preds = load_predictions(pred, "detection", samples, root, family, raw, min_pixels, max_pixels)
+    with Console(stderr=True).status(f"matching {len(samples)} images and running COCOeval ..."):
+        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy))
+        metrics = write_detection_report(ev, out, root, gallery)
+    _print("detection", metrics, out)
+
+
+@eval_app.command("classification")
+def classification(pred: Path = PRED, gt: Path = GT, out: Path = OUT) -> None:
+    """Accuracy, per-class and weighted precision/recall/F1 and the confusion matrix of image labels."""
+    from jamspotter.evaluate.classification import evaluate_classification
+    from jamspotter.evaluate.predictions import load_predictions
+    from jamspotter.evaluate.report import write_classification_report
+
+    samples, _ = _load_gt(gt)
+    metrics = write_classification_report(
+        evaluate_classification(samples, load_predictions(pred, "classification")), out)
+    _print("classification", metrics, out)
+
+
+@eval_app.command("trajectory")
+def trajectory(pred: Path = PRED, gt: Path = GT, out: Path = OUT) -> None:
+    """MSE and MAE per component of clip targets, with a plot of predicted vs true sequences."""
+    from jamspotter.evaluate.predictions import load_predictions
+    from jamspotter.evaluate.report import write_trajectory_report
+    from jamspotter.evaluate.trajectory import evaluate_trajectories
+
+    samples, _ = _load_gt(gt)
+    preds = load_predictions(pred, "trajectory")
+    metrics = write_trajectory_report(evaluate_trajectories(samples, preds), samples, preds, out)
+    _print("trajectory", metrics, out)

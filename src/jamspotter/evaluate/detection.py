@@ -1,0 +1,188 @@
+"""Detection metrics: P/R/F1 at an IoU threshold (and at 0.5), mean IoU, per class, jam-class recall, COCO mAP.
+
+Undefined ratios (nothing predicted, nothing to find) are None, shown as n/a, never silently 0.
+A ground-truth image without a prediction line counts as all misses and is reported in `warnings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from jamspotter.data.records import BoxObject, Sample
+from jamspotter.data.taxonomy import Taxonomy, canonical_label, normalise
+from jamspotter.evaluate.matching import match_arrays
+from jamspotter.evaluate.pairing import WarningLog, pair_by_id, prf, ratio
+
+PR_POINTS = 200  # a PR curve in metrics.json is down-sampled to about this many points
+
+
+@dataclass
+class ImageResult:
+    """One image after matching at the chosen threshold: which prediction got which GT box (-1 = none)."""
+
+    gt: Sample
+    pred: Sample | None
+    pred_to_gt: np.ndarray
+    pred_iou: np.ndarray
+
+    @property
+    def pred_objects(self) -> list[BoxObject]:
+        return self.pred.objects if self.pred else []
+
+    @property
+    def misses(self) -> list[int]:
+        matched = set(self.pred_to_gt[self.pred_to_gt >= 0].tolist())
+        return [i for i in range(len(self.gt.objects)) if i not in matched]
+
+    @property
+    def false_positives(self) -> list[int]:
+        return np.flatnonzero(self.pred_to_gt < 0).tolist()
+
+
+@dataclass
+class DetectionEval:
+    """Metrics (the metrics.json dict) plus the per-image matching the error gallery draws."""
+
+    metrics: dict
+    images: list[ImageResult]
+
+
+def _boxes(objs: Sequence[BoxObject]) -> np.ndarray:
+    return np.array([o.bbox for o in objs], dtype=np.float64).reshape(-1, 4)
+
+
+def _is_jam(o: BoxObject, taxonomy: Taxonomy) -> bool:
+    return o.jam_risk if o.jam_risk is not None else taxonomy.jam_risk(o.label)
+
+
+def _pr_curve(scores: np.ndarray, matched: np.ndarray, n_gt: int) -> dict | None:
+    """Precision/recall as the score threshold falls, down-sampled; None without model scores or GT."""
+    if len(scores) == 0 or n_gt == 0:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(matched[order])
+    precision, recall = tp / np.arange(1, len(tp) + 1), tp / n_gt
+    keep = np.unique(np.linspace(0, len(tp) - 1, min(len(tp), PR_POINTS)).round().astype(int))
+    return {"score": scores[order][keep].tolist(), "precision": precision[keep].tolist(),
+            "recall": recall[keep].tolist()}
+
+
+def evaluate_detection_run(
+    gt: Sequence[Sample],
+    pred: Sequence[Sample],
+    iou_threshold: float = 0.5,
+    taxonomy: Taxonomy | None = None,
+    coco: bool = True,
+) -> DetectionEval:
+    """Match every image and compute all detection metrics; see `evaluate_detections` for the keys."""
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    taxonomy = taxonomy or Taxonomy()
+    log = WarningLog()
+    pairs = pair_by_id(gt, pred, log)
+    gt_labels = sorted({o.label for g, _ in pairs for o in g.objects})
+    labels = sorted(set(gt_labels) | {o.label for _, p in pairs if p for o in p.objects})
+    cls = {name: i for i, name in enumerate(labels)}
+    for name in set(labels) - set(gt_labels):
+        n = sum(o.label == name for _, p in pairs if p for o in p.objects)
+        log.add("prediction_label_not_in_gt", name, n)
+    overrides = set(taxonomy.overrides) | {normalise(k) for k in taxonomy.overrides}
+    for name in gt_labels:
+        if canonical_label(name) is None and name not in overrides and normalise(name) not in overrides:
+            log.add("label_not_in_taxonomy", name)  # counted as not jam-causing unless objects say jam_risk
+
+    thresholds = sorted({iou_threshold, 0.5})
+    images: list[ImageResult] = []
+    keys = ("gt_cls", "gt_jam", "jam_gt_hit", "pred_cls", "pred_jam", "score", "has_score", "iou")
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in (*keys, *(f"m{t}" for t in thresholds))}
+    for g, p in pairs:
+        pobjs = p.objects if p else []
+        g_cls = np.array([cls[o.label] for o in g.objects], dtype=np.int64)
+        p_cls = np.array([cls[o.label] for o in pobjs], dtype=np.int64)
+        scores = np.array([1.0 if o.score is None else o.score for o in pobjs], dtype=np.float64)
+        gb, pb = _boxes(g.objects), _boxes(pobjs)
+        if len(pobjs) > 100:
+            log.add("over_100_predictions_in_image", g.id)  # COCO mAP keeps the 100 best-scored only
+        for t in thresholds:
+            p2g, piou = match_arrays(gb, g_cls, pb, p_cls, scores, t)
+            cols[f"m{t}"].append(p2g >= 0)
+            if t == iou_threshold:
+                images.append(ImageResult(g, p, p2g, piou))
+                cols["iou"].append(piou)
+        g_jam = np.array([_is_jam(o, taxonomy) for o in g.objects], dtype=bool)
+        cols["gt_cls"].append(g_cls)
+        cols["gt_jam"].append(g_jam)
+        cols["jam_gt_hit"].append(g_jam[images[-1].pred_to_gt[images[-1].pred_to_gt >= 0]])
+        cols["pred_cls"].append(p_cls)
+        cols["pred_jam"].append(np.array([_is_jam(o, taxonomy) for o in pobjs], dtype=bool))
+        cols["score"].append(scores)
+        cols["has_score"].append(np.array([o.score is not None for o in pobjs], dtype=bool))
+    a = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
+    gt_cls, pred_cls = a["gt_cls"].astype(np.int64), a["pred_cls"].astype(np.int64)
+    gt_jam, pred_jam = a["gt_jam"].astype(bool), a["pred_jam"].astype(bool)
+    k = len(labels)
+    n_gt_c, n_pred_c = np.bincount(gt_cls, minlength=k), np.bincount(pred_cls, minlength=k)
+
+    def counts(matched: np.ndarray) -> dict:
+        tp = int(matched.sum())
+        return prf(tp, len(pred_cls) - tp, len(gt_cls) - tp)
+
+    matched = a[f"m{iou_threshold}"].astype(bool)
+    ious = a["iou"][matched]
+    tp_c = np.bincount(pred_cls[matched], minlength=k)
+    iou_sum_c = np.bincount(pred_cls[matched], weights=ious, minlength=k)
+    jam_tp_gt = int(sum(j.sum() for j in cols["jam_gt_hit"]))
+    jam_tp_pred = int((matched & pred_jam).sum())
+    has_score = a["has_score"].astype(bool)
+    n_pred = len(pred_cls)
+    metrics: dict = {
+        "iou_threshold": iou_threshold,
+        **counts(matched),
+        "mean_iou": float(ious.mean()) if len(ious) else None,
+        "jam_recall": ratio(jam_tp_gt, int(gt_jam.sum())),
+        "jam_precision": ratio(jam_tp_pred, int(pred_jam.sum())),
+        "jam_counts": {"gt": int(gt_jam.sum()), "pred": int(pred_jam.sum()),
+                       "tp_gt": jam_tp_gt, "tp_pred": jam_tp_pred},
+        "by_iou": {f"{t:g}": counts(a[f"m{t}"].astype(bool)) for t in thresholds},
+        "n_images": len(pairs), "n_gt": len(gt_cls), "n_pred": n_pred,
+        "score_source": ("model" if n_pred and has_score.all() else
+                         "none: every prediction scored 1.0" if not has_score.any() else
+                         f"partial: {int((~has_score).sum())} of {n_pred} predictions without score scored 1.0"),
+    }
+    if has_score.any():
+        metrics["pr_curve"] = _pr_curve(a["score"], matched, len(gt_cls))
+    per_class = {}
+    for name, i in cls.items():
+        tp = int(tp_c[i])
+        per_class[name] = {
+            "n_gt": int(n_gt_c[i]), "n_pred": int(n_pred_c[i]),
+            **prf(tp, int(n_pred_c[i]) - tp, int(n_gt_c[i]) - tp),
+            "mean_iou": float(iou_sum_c[i] / tp) if tp else None,
+            "jam_risk": taxonomy.jam_risk(name),
+        }
+    if coco:
+        from jamspotter.evaluate.coco import coco_map
+
+        c = coco_map(pairs)
+        for name, ap in c.pop("per_class").items():
+            per_class[name].update(ap)
+        metrics.update(c)
+    metrics["per_class"] = per_class
+    metrics.update(log.as_dict())
+    return DetectionEval(metrics, images)
+
+
+def evaluate_detections(
+    gt: list[Sample], pred: list[Sample], iou_threshold: float = 0.5, taxonomy: Taxonomy | None = None
+) -> dict:
+    """All detection metrics as one JSON-able dict (what `jamspotter eval detection` writes as metrics.json).
+
+    Top level: `precision`, `recall`, `f1` (with `tp`/`fp`/`fn`) at `iou_threshold`, `by_iou` (also at 0.5),
+    `mean_iou` of matched pairs, `jam_recall` / `jam_precision` (jam-causing classes alone; a GT box is
+    jam-causing by its `jam_risk`, else by the taxonomy), COCO `map` (@[.5:.95]) and `map50` from
+    pycocotools, `score_source`, `per_class`, and counted `warnings`.
+    """
+    return evaluate_detection_run(gt, pred, iou_threshold, taxonomy).metrics
