@@ -95,7 +95,7 @@ def load_predictions(
                 raise DataError(f"{where}: malformed JSON ({e.msg})") from None
             if not isinstance(d, dict) or not isinstance(d.get("id"), str | int):
                 raise DataError(f"{where}: each line must be a JSON object with an \"id\"")
-            use_text = "text" in d and (raw or (fmt is not None and "objects" not in d))
+            use_text = "text" in d and (raw or "objects" not in d)
             if raw and "text" not in d:
                 raise DataError(f"{where}: --raw expects a \"text\" field with the model output")
             if use_text and task != "detection":
