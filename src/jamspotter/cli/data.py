@@ -1,5 +1,212 @@
-"""`jamspotter data ...` commands."""
+"""`jamspotter data import|export|stats|split|validate`: thin wrappers over `jamspotter.data`."""
 
 from __future__ import annotations
 
-from jamspotter.cli.app import data_app  # noqa: F401  (commands are added below)
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from jamspotter.cli.app import data_app
+from jamspotter.errors import DataError, JamspotterError
+
+console = Console(soft_wrap=True)
+
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a `JamspotterError` as one `error: ...` line and exit 2.
+
+    Done here as well because Typer 0.29 vendors its own click, so `click.ClickException`
+    subclasses raised by the library are not caught by Typer's runner.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JamspotterError as e:
+            print(f"error: {e.format_message()}", file=sys.stderr)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+class ImportKind(str, Enum):
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+    imagefolder = "imagefolder"
+    qna = "qna"
+    detjson = "detjson"
+    conversations = "conversations"
+    messages = "messages"
+    video = "video"
+
+
+class ExportKind(str, Enum):
+    coco = "coco"
+    yolo = "yolo"
+    conversations = "conversations"
+    sharegpt = "sharegpt"
+    qwen2_vl = "qwen2-vl"
+    qwen2_5_vl = "qwen2.5-vl"
+    qwen3_vl = "qwen3-vl"
+
+
+class SplitBy(str, Enum):
+    label = "label"
+    jam = "jam"
+
+
+def _report_skipped(skipped: list[str] | tuple[str, ...], count: int | None = None, what: str = "entries") -> None:
+    count = len(skipped) if count is None else count
+    if count:
+        console.print(f"skipped {count} {what}; first reasons:")
+        for reason in list(skipped)[:5]:
+            console.print(f"  - {reason}", markup=False)
+
+
+@data_app.command("import")
+@one_line_errors
+def import_cmd(
+    src: Path = typer.Argument(..., help="File or folder to import (COCO json, data.yaml, VOC folder, ...)."),
+    from_: ImportKind = typer.Option(..., "--from", help="Source format."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder; writes OUT/samples.jsonl."),
+    images: Path | None = typer.Option(None, "--images", help="Folder image paths are relative to."),
+    allow_missing_images: bool = typer.Option(False, help="Keep records whose image is absent (flag them)."),
+    skip_invalid: bool = typer.Option(False, help="Skip bad entries instead of stopping; report them."),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: true|false} jam-risk map."),
+) -> None:
+    """Import a labelled dataset into OUT/samples.jsonl (canonical Sample records)."""
+    from jamspotter.data.classes import write_classes
+    from jamspotter.data.importers import import_dataset, relative_paths
+    from jamspotter.data.io import write_samples
+    from jamspotter.data.taxonomy import Taxonomy
+
+    result = import_dataset(from_.value, src, images=images, allow_missing_images=allow_missing_images,
+                            skip_invalid=skip_invalid, taxonomy=Taxonomy.load(taxonomy))
+    if not result.samples:
+        raise DataError(f"{src}: nothing to import" + (f" (skipped {len(result.skipped)})" if result.skipped else ""))
+    n = write_samples(out / "samples.jsonl", relative_paths(result.samples, out))
+    if result.classes is not None:
+        write_classes(out, result.classes)
+    objects = sum(len(s.objects) for s in result.samples)
+    missing = sum("missing_image" in s.flags for s in result.samples)
+    console.print(f"imported {n} samples, {objects} objects -> {out / 'samples.jsonl'}"
+                  + (f" ({missing} with missing images, flagged)" if missing else ""))
+    _report_skipped(result.skipped)
+
+
+def _load(dataset: Path, split: str | None = None) -> list:
+    from jamspotter.data.io import read_samples, samples_path
+
+    samples = read_samples(dataset)
+    if split is not None:
+        samples = [s for s in samples if s.split == split]
+        if not samples:
+            raise DataError(f"{samples_path(dataset)}: no samples with split {split!r}")
+    return samples
+
+
+@data_app.command("export")
+@one_line_errors
+def export_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl)."),
+    to: ExportKind = typer.Option(..., "--to", help="Target layout; qwen* = messages rendered for that family."),
+    out: Path = typer.Option(..., "--out", help="Output file (coco, chat) or folder (yolo)."),
+    family: str | None = typer.Option(None, help="Model family for conversations/sharegpt (default qwen2.5-vl)."),
+    split: str | None = typer.Option(None, help="Export only this split."),
+    copy_images: bool = typer.Option(False, help="YOLO: copy images instead of symlinking them."),
+) -> None:
+    """Export a dataset to COCO, YOLO or a chat training file (LLaVA conversations / messages)."""
+    from jamspotter.data.classes import read_classes
+    from jamspotter.data.exporters import export_chat, export_coco, export_yolo
+    from jamspotter.data.io import samples_path
+
+    samples = _load(dataset, split)
+    root = samples_path(dataset).parent
+    if to in (ExportKind.coco, ExportKind.yolo):
+        if family is not None:
+            raise JamspotterError("--family applies to chat exports only")
+        exporter = export_coco if to is ExportKind.coco else export_yolo
+        report = exporter(samples, out, root=root, classes=read_classes(root))
+    else:
+        if to in (ExportKind.conversations, ExportKind.sharegpt):
+            family = family or "qwen2.5-vl"
+        elif family is not None and family != to.value:
+            raise JamspotterError(f"--to {to.value} already names the family; drop --family {family}")
+        else:
+            family = to.value
+        from jamspotter.formats import get_format
+
+        layout = "conversations" if to is ExportKind.conversations else "messages"
+        report = export_chat(samples, get_format(family), out, layout=layout, root=root)
+    console.print(f"wrote {report.written} records -> {report.path}")
+    _report_skipped(report.reasons, report.skipped, "samples")
+
+
+@data_app.command("stats")
+@one_line_errors
+def stats_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of tables."),
+) -> None:
+    """Classes, boxes per image, box sizes and jam-risk share of a dataset."""
+    from jamspotter.data.stats import dataset_stats, print_stats
+
+    stats = dataset_stats(_load(dataset))
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+    else:
+        print_stats(stats, console)
+
+
+@data_app.command("split")
+@one_line_errors
+def split_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl); rewritten in place."),
+    ratios: str = typer.Option("0.8,0.1,0.1", help="train,val,test shares summing to 1."),
+    seed: int = typer.Option(0, help="Seed; the same seed and data give the same split."),
+    by: SplitBy = typer.Option(SplitBy.label, help="Stratify by image/dominant label or dominant jam class."),
+) -> None:
+    """Assign a deterministic stratified train/val/test split to every sample."""
+    from collections import Counter
+
+    from jamspotter.data.io import samples_path, write_samples
+    from jamspotter.data.splits import assign_splits, parse_ratios
+
+    try:
+        parsed = parse_ratios(ratios)
+    except ValueError as e:
+        raise JamspotterError(f"--ratios: {e}") from None
+    samples = assign_splits(_load(dataset), parsed, seed=seed, by=by.value)
+    path = samples_path(dataset)
+    write_samples(path, samples)
+    counts = Counter(s.split for s in samples)
+    console.print(f"split {len(samples)} samples by {by.value} (seed {seed}): "
+                  + ", ".join(f"{k} {counts[k]}" for k in ("train", "val", "test") if counts[k]) + f" -> {path}")
+
+
+@data_app.command("validate")
+@one_line_errors
+def validate_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl)."),
+    no_images: bool = typer.Option(False, "--no-images", help="Skip the image existence and size checks."),
+    show: int = typer.Option(20, help="How many problems to list."),
+) -> None:
+    """Check boxes (ordered, inside the image), ids, and that images exist with the recorded size."""
+    from jamspotter.data.io import samples_path
+    from jamspotter.data.validate import validate_samples
+
+    samples = _load(dataset)
+    problems = validate_samples(samples, samples_path(dataset).parent, check_images=not no_images)
+    for p in problems[:show]:
+        console.print(f"  - {p}", markup=False)
+    if problems:
+        raise DataError(f"{samples_path(dataset)}: {len(problems)} problem(s) in {len(samples)} samples"
+                        + (f"; first: {problems[0]}" if len(problems) > show else ""))
+    console.print(f"{samples_path(dataset)}: {len(samples)} samples, no problems")

@@ -1,0 +1,210 @@
+"""Exporters: `Sample`s -> COCO JSON, a YOLO folder, and chat training files.
+
+Chat files never contain box text written here: a format object (`jamspotter.formats.get_format`)
+renders each sample's turns, and we only add the `<image>`/`<video>` placeholder and the layout
+(LLaVA / qwen-vl-finetune `conversations`, or `messages` + `images` as LLaMA-Factory's sharegpt
+format and ms-swift read it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+from jamspotter.data.boxes import box_area, xyxy_to_cxcywh_norm, xyxy_to_xywh
+from jamspotter.data.classes import class_list
+from jamspotter.data.io import atomic_write, write_json
+from jamspotter.data.records import Sample
+from jamspotter.errors import DataError
+
+CHAT_LAYOUTS = ("conversations", "messages")
+
+
+class TurnRenderer(Protocol):
+    """What chat exporters need from a format: `(user, assistant)` text pairs for a sample."""
+
+    def render_turns(self, sample: Sample) -> list[tuple[str, str]]: ...
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and what it left out (with the first reasons)."""
+
+    path: Path
+    written: int
+    skipped: int = 0
+    reasons: tuple[str, ...] = ()
+
+
+def media_path(path: Path | None, out_dir: Path) -> str | None:
+    """A media path as written into an export: relative to `out_dir` when below it, else absolute."""
+    if path is None:
+        return None
+    ap, out = Path(os.path.abspath(path)), Path(os.path.abspath(out_dir))
+    return ap.relative_to(out).as_posix() if ap.is_relative_to(out) else str(ap)
+
+
+def polygon_area(polygons: Sequence[Sequence[float]]) -> float:
+    """Total shoelace area of COCO polygons `[[x, y, x, y, ...], ...]`."""
+    total = 0.0
+    for p in polygons:
+        xs, ys = p[0::2], p[1::2]
+        total += abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) / 2
+    return total
+
+
+def coco_dict(samples: Sequence[Sample], root: str | Path | None, out_dir: str | Path,
+              classes: list[dict] | None = None) -> dict:
+    """The COCO document: categories stable (given ids first, then new labels sorted), boxes xywh."""
+    cats = class_list(samples, classes)
+    cat_id = {c["name"]: c["id"] for c in cats}
+    images, annotations = [], []
+    for i, s in enumerate(samples, 1):
+        if s.width is None or s.height is None:
+            raise DataError(f"sample {s.id}: COCO needs width and height")
+        images.append({"id": i, "file_name": media_path(s.image_path(root), Path(out_dir)) or s.id,
+                       "width": s.width, "height": s.height, "jamspotter_id": s.id})
+        for o in s.objects:
+            ann = {"id": len(annotations) + 1, "image_id": i, "category_id": cat_id[o.label],
+                   "bbox": xyxy_to_xywh(o.bbox), "iscrowd": int(o.iscrowd),
+                   "area": polygon_area(o.polygon) if o.polygon else box_area(o.bbox)}
+            if o.polygon:
+                ann["segmentation"] = o.polygon
+            if o.score is not None:
+                ann["score"] = o.score
+            annotations.append(ann)
+    return {"info": {"description": "exported by jamspotter"}, "images": images, "annotations": annotations,
+            "categories": [{"id": c["id"], "name": c["name"], "supercategory": c["name"]} for c in cats]}
+
+
+def export_coco(samples: Sequence[Sample], out: str | Path, root: str | Path | None = None,
+                classes: list[dict] | None = None) -> ExportReport:
+    """Write a COCO detection JSON (readable by pycocotools) atomically."""
+    out = Path(out)
+    doc = coco_dict(samples, root, out.parent, classes)
+    write_json(out, doc, indent=None)
+    return ExportReport(out, len(doc["images"]))
+
+
+def _safe_name(sample_id: str, seen: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id.replace("/", "__")) or "sample"
+    name, n = base, 1
+    while name in seen:
+        n += 1
+        name = f"{base}-{n}"
+    seen.add(name)
+    return name
+
+
+def _fmt(v: float) -> str:
+    # 10 decimals keep boxes within 1e-6 px for images up to ~10^4 px on a side
+    return f"{v:.10f}".rstrip("0").rstrip(".") if v != 0 else "0"
+
+
+def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path | None = None,
+                classes: list[dict] | None = None, copy_images: bool = False) -> ExportReport:
+    """Write `images/<split>/` (symlinks, or copies), `labels/<split>/*.txt` and `data.yaml`.
+
+    Names keep the given class order (ids 0..n-1), new labels appended sorted. The folder is built
+    beside `out_dir` and moved into place; an existing `out_dir` is replaced only if it is a YOLO export.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "data.yaml").is_file():
+        raise DataError(f"{out_dir}: exists and is not a YOLO export; choose a new folder")
+    names = [c["name"] for c in class_list(samples, classes, first_id=0)]
+    index = {n: i for i, n in enumerate(names)}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        seen: set[str] = set()
+        splits: set[str] = set()
+        missing: list[str] = []
+        for s in samples:
+            if s.width is None or s.height is None:
+                raise DataError(f"sample {s.id}: YOLO needs width and height")
+            split = s.split or "train"
+            splits.add(split)
+            name = _safe_name(s.id, seen)
+            src = s.image_path(root)
+            ext = src.suffix if src is not None else ".jpg"
+            (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
+            (tmp / "labels" / split).mkdir(parents=True, exist_ok=True)
+            if src is not None and src.is_file():
+                dst = tmp / "images" / split / f"{name}{ext}"
+                if copy_images:
+                    shutil.copy2(src, dst)
+                else:
+                    os.symlink(os.path.abspath(src), dst)
+            else:
+                missing.append(f"{s.id}: image not found")
+            lines = [f"{index[o.label]} " + " ".join(_fmt(v) for v in xyxy_to_cxcywh_norm(o.bbox, s.width, s.height))
+                     for o in s.objects]
+            (tmp / "labels" / split / f"{name}.txt").write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+        data = {"path": str(out_dir.absolute()), **{k: f"images/{k}" for k in sorted(splits)},
+                "nc": len(names), "names": dict(enumerate(names))}
+        with atomic_write(tmp / "data.yaml") as fh:
+            yaml.safe_dump(data, fh, sort_keys=False, allow_unicode=True)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportReport(out_dir, len(samples), len(missing), tuple(missing[:5]))
+
+
+def chat_record(sample: Sample, fmt: TurnRenderer, layout: str, root: str | Path | None,
+                out_dir: Path) -> dict | str:
+    """One chat training record, or the reason the sample cannot become one."""
+    if layout not in CHAT_LAYOUTS:
+        raise ValueError(f"layout must be one of {CHAT_LAYOUTS}")
+    if sample.video is not None:
+        kind, media = "video", media_path(sample.resolve(sample.video, root), out_dir)
+    elif sample.image is not None:
+        kind, media = "image", media_path(sample.image_path(root), out_dir)
+    else:
+        return "no image or video (frame-list clips are not supported by chat files)"
+    turns = fmt.render_turns(sample)
+    if not turns:
+        return "the format rendered no turns"
+    placeholder = f"<{kind}>\n" if layout == "conversations" else f"<{kind}>"
+    if layout == "conversations":
+        conv = []
+        for k, (user, assistant) in enumerate(turns):
+            conv += [{"from": "human", "value": (placeholder if k == 0 else "") + user},
+                     {"from": "gpt", "value": assistant}]
+        return {"id": sample.id, kind: media, "conversations": conv}
+    messages = []
+    for k, (user, assistant) in enumerate(turns):
+        messages += [{"role": "user", "content": (placeholder if k == 0 else "") + user},
+                     {"role": "assistant", "content": assistant}]
+    return {"messages": messages, f"{kind}s": [media]}
+
+
+def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, layout: str = "messages",
+                root: str | Path | None = None) -> ExportReport:
+    """Write chat records: JSONL when `out` ends in `.jsonl`, else one JSON list (a record a line)."""
+    out = Path(out)
+    records, reasons = [], []
+    for s in samples:
+        rec = chat_record(s, fmt, layout, root, out.parent)
+        if isinstance(rec, str):
+            reasons.append(f"{s.id}: {rec}")
+        else:
+            records.append(rec)
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    with atomic_write(out) as fh:
+        if out.suffix == ".jsonl":
+            fh.writelines(f"{ln}\n" for ln in lines)
+        else:
+            fh.write("[\n" + ",\n".join(lines) + "\n]\n")
+    return ExportReport(out, len(records), len(reasons), tuple(reasons[:5]))

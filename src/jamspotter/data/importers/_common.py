@@ -1,0 +1,163 @@
+"""What every importer shares: per-entry error handling, image lookup, box checks, record files.
+
+An importer walks its entries inside `ctx.entry(where)`. A problem raised there becomes ONE line
+`file:entry: message`; with `skip_invalid` the entry is dropped and the reason kept for the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from jamspotter.data.io import validation_message
+from jamspotter.data.records import BoxObject
+from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from jamspotter.data.validate import MISSING_IMAGE, check_box, image_size, size_problem
+from jamspotter.errors import DataError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+class EntryError(Exception):
+    """A problem with one entry; `ImportContext.entry` adds the file and entry in front."""
+
+
+def shown(path: str | Path) -> str:
+    """A path as the user would recognise it: relative to the working folder when below it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+@dataclass
+class ImportContext:
+    """Options of one import run plus what it skipped."""
+
+    allow_missing_images: bool = False
+    skip_invalid: bool = False
+    taxonomy: Taxonomy = field(default_factory=lambda: DEFAULT_TAXONOMY)
+    images: Path | None = None  # --images: folder image paths are relative to
+    skipped: list[str] = field(default_factory=list)
+    classes: list[dict] | None = None  # the source's class list `[{"id", "name"}]`, in id order, when it has one
+
+    @contextlib.contextmanager
+    def entry(self, where: str) -> Iterator[None]:
+        """Run one entry; turn its problems into `where: message`; skip it when asked to."""
+        try:
+            yield
+        except EntryError as e:
+            self._fail(f"{where}: {e}")
+        except ValidationError as e:
+            self._fail(f"{where}: {validation_message(e)}")
+        except DataError as e:
+            self._fail(e.format_message())
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            detail = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+            self._fail(f"{where}: malformed entry ({detail})")
+
+    def _fail(self, message: str) -> None:
+        if not self.skip_invalid:
+            raise DataError(message)
+        self.skipped.append(message)
+
+    def image(self, path: str | Path, base: Path, width: int | None = None,
+              height: int | None = None) -> tuple[str, int | None, int | None, list[str]]:
+        """Resolve an image, read its header size and check a recorded size.
+
+        Returns `(absolute path, width, height, flags)`; a missing image is an error unless
+        `allow_missing_images`, which keeps the recorded size and flags the record.
+        """
+        p = Path(path)
+        if not p.is_absolute():
+            p = (self.images or base) / p
+        p = Path(os.path.abspath(p))
+        try:
+            real = image_size(p)
+        except ValueError as e:
+            raise EntryError(str(e)) from None
+        if real is None:
+            if not self.allow_missing_images:
+                raise EntryError(f"image {shown(p)} not found (use --allow-missing-images to keep the record)")
+            return str(p), width, height, [MISSING_IMAGE]
+        problem = size_problem(p, real, width, height)
+        if problem:
+            raise EntryError(problem)
+        return str(p), real[0], real[1], []
+
+    def box(self, label: str, bbox: Sequence[float], width: int | None, height: int | None,
+            **extra: Any) -> BoxObject:
+        """A checked `BoxObject` (tiny overshoots clipped) with jam_risk from the taxonomy."""
+        clipped, problem = check_box(bbox, width, height)
+        if problem:
+            raise EntryError(problem)
+        return BoxObject(label=label, bbox=clipped, jam_risk=self.taxonomy.jam_risk(label), **extra)
+
+
+def load_records(path: Path) -> list[tuple[str, Any]]:
+    """Entries of a JSON list or a JSONL file as `(where, record)`; malformed JSON names the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{shown(path)}: cannot read ({e.strerror})") from None
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{shown(path)}:{e.lineno}: malformed JSON ({e.msg})") from None
+        return [(f"{shown(path)}:[{i}]", rec) for i, rec in enumerate(data)]
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((f"{shown(path)}:{lineno}", json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{shown(path)}:{lineno}: malformed JSON ({e.msg})") from None
+    return out
+
+
+def load_json(path: Path) -> Any:
+    """One JSON document; malformed JSON names the file and line."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as e:
+        raise DataError(f"{shown(path)}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{shown(path)}:{e.lineno}: malformed JSON ({e.msg})") from None
+
+
+def require_dict(rec: Any) -> dict:
+    """An entry must be a JSON object."""
+    if not isinstance(rec, dict):
+        raise EntryError(f"expected a JSON object, got {type(rec).__name__}")
+    return rec
+
+
+def first_key(rec: dict, *keys: str, required: bool = True) -> Any:
+    """The value of the first key present (datasets name the same field differently)."""
+    for k in keys:
+        if k in rec:
+            return rec[k]
+    if required:
+        raise EntryError(f"missing field {' / '.join(repr(k) for k in keys)}")
+    return None
+
+
+def unique_id(base: str, seen: set[str]) -> str:
+    """`base`, or `base-2`, `base-3` ... so ids stay unique."""
+    sid, n = base, 1
+    while sid in seen:
+        n += 1
+        sid = f"{base}-{n}"
+    seen.add(sid)
+    return sid

@@ -1,0 +1,119 @@
+"""Chat training files -> `Sample.qa` (text kept as written; box text needs a model family to read).
+
+- `conversations` (LLaVA / qwen-vl-finetune / ShareGPT): `{"id", "image": str | [str], "video"?,
+  "conversations": [{"from": "human"|"user"|"system", "value": "<image>\\n..."}, {"from": "gpt", ...}]}`
+- `messages` (Hugging Face / ms-swift / LLaMA-Factory): `{"messages": [{"role": "user", "content":
+  "<image>..." | [{"type": "image"}, {"type": "text", "text": ...}]}, ...], "images": [...], "videos": [...]}`
+
+`<image>`/`<video>` placeholders are removed from the question; a system prompt goes to
+`meta["system"]`, further images to `meta["images"]`; `source` names the file, entry and layout.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from jamspotter.data.importers._common import (
+    EntryError,
+    ImportContext,
+    first_key,
+    load_records,
+    require_dict,
+    unique_id,
+)
+from jamspotter.data.records import QATurn, Sample
+
+_PLACEHOLDER = re.compile(r"<(image|video)>\n?")
+_USER = {"human", "user"}
+_ASSISTANT = {"gpt", "assistant", "model"}
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message content: a string or a list of typed parts (images dropped)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    raise EntryError(f"message content must be text or a list of parts, got {type(content).__name__}")
+
+
+def _pair_turns(turns: list[tuple[str, str]]) -> tuple[list[QATurn], str | None]:
+    """(role, text) list -> QA turns (a user message followed by an assistant reply) + system prompt."""
+    qa, system, question = [], None, None
+    for k, (role, text) in enumerate(turns):
+        role = role.lower()
+        if role == "system":
+            system = text
+        elif role in _USER:
+            question = text if question is None else f"{question}\n{text}"
+        elif role in _ASSISTANT:
+            qa.append(QATurn(question=_PLACEHOLDER.sub("", question or "").strip(), answer=text))
+            question = None
+        else:
+            raise EntryError(f"turn {k + 1}: unknown role {role!r}")
+    if not qa:
+        raise EntryError("no assistant reply in the conversation")
+    return qa, system
+
+
+def _media(rec: dict, image_keys: tuple[str, ...], video_keys: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    def as_list(v: Any) -> list[str]:
+        if v is None:
+            return []
+        return [str(x if not isinstance(x, dict) else first_key(x, "path", "url")) for x in
+                (v if isinstance(v, list) else [v])]
+    return as_list(first_key(rec, *image_keys, required=False)), as_list(first_key(rec, *video_keys, required=False))
+
+
+def _sample(rec: dict, i: int, layout: str, path: Path, turns: list[tuple[str, str]], media: tuple[list, list],
+            ctx: ImportContext, seen: set[str]) -> Sample:
+    qa, system = _pair_turns(turns)
+    images, videos = media
+    image = video = w = h = None
+    flags: list[str] = []
+    meta: dict[str, Any] = {"chat_format": layout}
+    if system:
+        meta["system"] = system
+    if images:
+        image, w, h, flags = ctx.image(images[0], path.parent)
+        if len(images) > 1:
+            meta["images"] = images[1:]
+    if videos:
+        ref = Path(videos[0])
+        video = str(ref if ref.is_absolute() else (ctx.images or path.parent) / ref)
+        if not Path(video).exists():
+            if not ctx.allow_missing_images:
+                raise EntryError(f"video {video} not found (use --allow-missing-images to keep it)")
+            flags = sorted(set(flags) | {"missing_image"})
+    return Sample(id=unique_id(str(rec.get("id") or f"{layout}-{i:06d}"), seen), image=image, video=video,
+                  width=w, height=h, qa=qa, flags=flags, meta=meta, source=f"{layout}:{path.name}#{i}")
+
+
+def import_conversations(src: str | Path, ctx: ImportContext) -> list[Sample]:
+    """Read a LLaVA-style `conversations` JSON / JSONL."""
+    path = Path(src)
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    for i, (where, rec) in enumerate(load_records(path)):
+        with ctx.entry(where):
+            rec = require_dict(rec)
+            turns = [(str(require_dict(t)["from"]), str(t["value"])) for t in rec["conversations"]]
+            samples.append(_sample(rec, i, "conversations", path, turns, _media(rec, ("image", "images"),
+                                   ("video", "videos")), ctx, seen))
+    return samples
+
+
+def import_messages(src: str | Path, ctx: ImportContext) -> list[Sample]:
+    """Read a `messages` + `images` JSON / JSONL (HF, ms-swift, LLaMA-Factory)."""
+    path = Path(src)
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    for i, (where, rec) in enumerate(load_records(path)):
+        with ctx.entry(where):
+            rec = require_dict(rec)
+            turns = [(str(require_dict(m)["role"]), _content_text(m["content"])) for m in rec["messages"]]
+            samples.append(_sample(rec, i, "messages", path, turns, _media(rec, ("images", "image"),
+                                   ("videos", "video")), ctx, seen))
+    return samples
