@@ -87,7 +87,8 @@ def test_yolo_export_layout_and_refuses_foreign_folder(tmp_path):
 def test_chat_exports_put_the_placeholder_before_the_first_turn(tmp_path):
     samples = [sample(0, [("rope", [1, 1, 5, 5])]), Sample(id="clip", video="/data/c.mp4", fps=10),
                Sample(id="empty", image="x.png"), Sample(id="frames", frames=["a.png"])]
-    report = export_chat(samples, FakeFormat(), tmp_path / "llava.json", layout="conversations", root=tmp_path)
+    report = export_chat(samples, FakeFormat(), tmp_path / "llava.json", layout="conversations", root=tmp_path,
+                         relative_paths=True)
     assert (report.written, report.skipped) == (2, 2)
     recs = json.loads((tmp_path / "llava.json").read_text())
     assert recs[0] == {"id": "s0", "image": "images/s0.png", "conversations": [
@@ -95,13 +96,16 @@ def test_chat_exports_put_the_placeholder_before_the_first_turn(tmp_path):
         {"from": "human", "value": "Jam risk?"}, {"from": "gpt", "value": "yes"}]}
     assert recs[1]["video"] == "/data/c.mp4" and recs[1]["conversations"][0]["value"].startswith("<video>\n")
 
-    export_chat(samples[:2], FakeFormat(), tmp_path / "sft.jsonl", layout="messages", root=tmp_path)
+    export_chat(samples[:2], FakeFormat(), tmp_path / "sft.jsonl", layout="messages", root=tmp_path,
+                relative_paths=True)
     lines = [json.loads(ln) for ln in (tmp_path / "sft.jsonl").read_text().splitlines()]
     assert lines[0] == {"messages": [
         {"role": "user", "content": "<image>Find items in s0."}, {"role": "assistant", "content": "1 items"},
         {"role": "user", "content": "Jam risk?"}, {"role": "assistant", "content": "yes"}],
         "images": ["images/s0.png"]}
     assert lines[1]["videos"] == ["/data/c.mp4"] and lines[1]["messages"][0]["content"].startswith("<video>")
+    export_chat(samples[:1], FakeFormat(), tmp_path / "abs.jsonl", root=tmp_path)  # default: absolute paths
+    assert json.loads((tmp_path / "abs.jsonl").read_text())["images"] == [str(tmp_path / "images" / "s0.png")]
 
 
 # ---- splits ------------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ def export_cmd(
     family: str | None = typer.Option(None, help="Model family for conversations/sharegpt (default qwen2.5-vl)."),
     split: str | None = typer.Option(None, help="Export only this split."),
     copy_images: bool = typer.Option(False, help="YOLO: copy images instead of symlinking them."),
+    relative_paths: bool = typer.Option(False, help="Chat files: image paths relative to the output folder."),
 ) -> None:
     """Export a dataset to COCO, YOLO or a chat training file (LLaVA conversations / messages)."""
     from jamspotter.data.classes import read_classes
@@ -144,7 +145,8 @@ def export_cmd(
         from jamspotter.formats import get_format
 
         layout = "conversations" if to is ExportKind.conversations else "messages"
-        report = export_chat(samples, get_format(family), out, layout=layout, root=root)
+        report = export_chat(samples, get_format(family), out, layout=layout, root=root,
+                             relative_paths=relative_paths)
     console.print(f"wrote {report.written} records -> {report.path}")
     _report_skipped(report.reasons, report.skipped, "samples")
 

@@ -45,11 +45,14 @@ class ExportReport:
     reasons: tuple[str, ...] = ()
 
 
-def media_path(path: Path | None, out_dir: Path) -> str | None:
+def media_path(path: Path | None, out_dir: Path | None) -> str | None:
     """A media path as written into an export: relative to `out_dir` when below it, else absolute."""
     if path is None:
         return None
-    ap, out = Path(os.path.abspath(path)), Path(os.path.abspath(out_dir))
+    ap = Path(os.path.abspath(path))
+    if out_dir is None:
+        return str(ap)
+    out = Path(os.path.abspath(out_dir))
     return ap.relative_to(out).as_posix() if ap.is_relative_to(out) else str(ap)
 
 
@@ -163,8 +166,11 @@ def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path
 
 
 def chat_record(sample: Sample, fmt: TurnRenderer, layout: str, root: str | Path | None,
-                out_dir: Path) -> dict | str:
-    """One chat training record, or the reason the sample cannot become one."""
+                out_dir: Path | None) -> dict | str:
+    """One chat training record, or the reason the sample cannot become one.
+
+    Media paths are absolute, or relative to `out_dir` (when given and the file lies below it).
+    """
     if layout not in CHAT_LAYOUTS:
         raise ValueError(f"layout must be one of {CHAT_LAYOUTS}")
     if sample.video is not None:
@@ -191,12 +197,17 @@ def chat_record(sample: Sample, fmt: TurnRenderer, layout: str, root: str | Path
 
 
 def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, layout: str = "messages",
-                root: str | Path | None = None) -> ExportReport:
-    """Write chat records: JSONL when `out` ends in `.jsonl`, else one JSON list (a record a line)."""
+                root: str | Path | None = None, relative_paths: bool = False) -> ExportReport:
+    """Write chat records: JSONL when `out` ends in `.jsonl`, else one JSON list (a record a line).
+
+    Media paths are absolute by default, which LLaMA-Factory, ms-swift and qwen-vl-finetune all open
+    as they are; `relative_paths` writes them relative to the output file's folder (set that folder as
+    the tool's media/data root then).
+    """
     out = Path(out)
     records, reasons = [], []
     for s in samples:
-        rec = chat_record(s, fmt, layout, root, out.parent)
+        rec = chat_record(s, fmt, layout, root, out.parent if relative_paths else None)
         if isinstance(rec, str):
             reasons.append(f"{s.id}: {rec}")
         else:
