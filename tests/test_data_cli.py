@@ -88,11 +88,13 @@ def test_skip_invalid_imports_the_rest_and_reports(tmp_path):
 
 def test_allow_missing_images_flags_records(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(coco_doc(file_name="gone.png")))
+    (tmp_path / "tax.yaml").write_text("rope: false\n")
     r = runner.invoke(app, ["data", "import", "--from", "coco", str(tmp_path / "c.json"), "--out",
-                            str(tmp_path / "out"), "--allow-missing-images"])
+                            str(tmp_path / "out"), "--allow-missing-images", "--taxonomy", str(tmp_path / "tax.yaml")])
     assert r.exit_code == 0, r.output
     (s,) = read_samples(tmp_path / "out")
     assert s.flags == ["missing_image"] and s.objects[0].bbox == [1, 2, 11, 22]
+    assert s.objects[0].jam_risk is False  # the --taxonomy override wins over the default (rope = jam risk)
     assert json.loads((tmp_path / "out" / "classes.json").read_text())[1] == {"id": 2, "name": "glass"}
 
 

@@ -77,12 +77,13 @@ def import_cmd(
     from_: ImportKind = typer.Option(..., "--from", help="Source format."),
     out: Path = typer.Option(..., "--out", help="Dataset folder; writes OUT/samples.jsonl."),
     images: Path | None = typer.Option(None, "--images", help="Folder image paths are relative to."),
-    allow_missing_images: bool = typer.Option(False, help="Keep records whose image is absent (flag them)."),
-    skip_invalid: bool = typer.Option(False, help="Skip bad entries instead of stopping; report them."),
+    allow_missing_images: bool = typer.Option(
+        False, "--allow-missing-images", help="Keep records whose image is absent; flag them missing_image."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad entries; report them."),
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: true|false} jam-risk map."),
 ) -> None:
     """Import a labelled dataset into OUT/samples.jsonl (canonical Sample records)."""
-    from jamspotter.data.classes import write_classes
+    from jamspotter.data.classes import CLASSES_FILE, write_classes
     from jamspotter.data.importers import import_dataset, relative_paths
     from jamspotter.data.io import write_samples
     from jamspotter.data.taxonomy import Taxonomy
@@ -94,6 +95,8 @@ def import_cmd(
     n = write_samples(out / "samples.jsonl", relative_paths(result.samples, out))
     if result.classes is not None:
         write_classes(out, result.classes)
+    else:  # a class list left by an earlier import into OUT would reorder this dataset's exports
+        (out / CLASSES_FILE).unlink(missing_ok=True)
     objects = sum(len(s.objects) for s in result.samples)
     missing = sum("missing_image" in s.flags for s in result.samples)
     console.print(f"imported {n} samples, {objects} objects -> {out / 'samples.jsonl'}"
@@ -120,8 +123,8 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", help="Output file (coco, chat) or folder (yolo)."),
     family: str | None = typer.Option(None, help="Model family for conversations/sharegpt (default qwen2.5-vl)."),
     split: str | None = typer.Option(None, help="Export only this split."),
-    copy_images: bool = typer.Option(False, help="YOLO: copy images instead of symlinking them."),
-    relative_paths: bool = typer.Option(False, help="Chat files: image paths relative to the output folder."),
+    copy_images: bool = typer.Option(False, "--copy-images", help="YOLO: copy images instead of symlinking them."),
+    relative_paths: bool = typer.Option(False, "--relative-paths", help="Chat: paths relative to --out folder."),
 ) -> None:
     """Export a dataset to COCO, YOLO or a chat training file (LLaVA conversations / messages)."""
     from jamspotter.data.classes import read_classes

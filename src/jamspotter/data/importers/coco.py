@@ -57,7 +57,9 @@ def import_coco(src: str | Path, ctx: ImportContext) -> list[Sample]:
                     objects.append(ctx.box(categories[cat], xywh_to_xyxy(ann["bbox"]), w, h,
                                            polygon=_polygon(ann.get("segmentation")),
                                            iscrowd=bool(ann.get("iscrowd", 0))))
-                except (EntryError, KeyError, TypeError, ValueError) as e:
+                except KeyError as e:
+                    raise EntryError(f"{where}: missing field {e}") from None
+                except (EntryError, TypeError, ValueError) as e:
                     raise EntryError(f"{where}: {e}") from None
             samples.append(Sample(
                 id=unique_id(Path(str(img["file_name"])).with_suffix("").as_posix(), seen),
