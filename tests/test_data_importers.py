@@ -212,7 +212,8 @@ def test_detjson_list_and_jsonl(tmp_path):
     rec = {"image_path": "a.png", "object": {"rope": [[1, 2, 10, 20], [5, 5, 9, 9]], "glass": [[0, 0, 64, 48]]}}
     (tmp_path / "d.json").write_text(json.dumps([rec]))
     (tmp_path / "d.jsonl").write_text(json.dumps(rec) + "\n")
-    for name in ("d.json", "d.jsonl"):
+    (tmp_path / "one.json").write_text(json.dumps(rec, indent=2))  # a single pretty-printed record
+    for name in ("d.json", "d.jsonl", "one.json"):
         (s,) = import_dataset("detjson", tmp_path / name).samples
         assert [(o.label, o.bbox) for o in s.objects] == [("rope", [1, 2, 10, 20]), ("rope", [5, 5, 9, 9]),
                                                           ("glass", [0, 0, 64, 48])]

@@ -30,7 +30,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except JamspotterError as e:
-            print(f"error: {e.format_message()}", file=sys.stderr)
+            print("error: " + " ".join(e.format_message().split()), file=sys.stderr)
             raise typer.Exit(2) from None
     return wrapper
 

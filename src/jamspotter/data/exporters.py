@@ -121,6 +121,8 @@ def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path
     beside `out_dir` and moved into place; an existing `out_dir` is replaced only if it is a YOLO export.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "data.yaml").is_file():
         raise DataError(f"{out_dir}: exists and is not a YOLO export; choose a new folder")
     names = [c["name"] for c in class_list(samples, classes, first_id=0)]

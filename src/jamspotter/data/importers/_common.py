@@ -65,6 +65,7 @@ class ImportContext:
             self._fail(f"{where}: malformed entry ({detail})")
 
     def _fail(self, message: str) -> None:
+        message = " ".join(message.split())  # always one line
         if not self.skip_invalid:
             raise DataError(message)
         self.skipped.append(message)
@@ -108,6 +109,13 @@ def load_records(path: Path) -> list[tuple[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(f"{shown(path)}: cannot read ({e.strerror})") from None
+    if text.lstrip().startswith("{"):  # one pretty-printed record is also accepted
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                return [(f"{shown(path)}:1", data)]
+        except json.JSONDecodeError:
+            pass  # JSONL: parsed line by line below
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
