@@ -123,6 +123,31 @@ def test_render_parse_round_trip(family, data):
             assert abs(p.bbox[i] - o.bbox[i]) <= tol, (o.bbox, p.bbox, tol)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("size", [(5600, 28), (28, 5600), (3980, 20), (1, 150), (9000, 9000), (13, 7)])
+def test_round_trip_extreme_shapes(family, size):
+    w, h = size
+    fmt = get_format(family)
+    objs = [BoxObject(label="rope", bbox=[0, 0, w, h]), BoxObject(label="hose", bbox=[w / 3, h / 7, w / 2, h * 0.9])]
+    _, target = fmt.render_detection(Sample(id="s", image="i.jpg", width=w, height=h, objects=objs))
+    parsed, _ = fmt.parse_detections(target, size)
+    rw, rh = (1000, 1000) if fmt.relative else fmt.input_size(w, h)
+    for o, p in zip(objs, parsed, strict=True):
+        assert p.bbox == pytest.approx(o.bbox, abs=max(w / rw, h / rh) / 2 + 1e-6)
+
+
+def test_resize_params_from_processor_objects():
+    class ImageProc:  # transformers 5 keeps min/max pixels in `size`
+        patch_size, merge_size, size = 16, 2, {"shortest_edge": 1024, "longest_edge": 4096}
+
+    class Processor:
+        image_processor = ImageProc()
+
+    assert resize_params(Processor()) == ResizeParams(32, 1024, 4096)
+    fmt = get_format("qwen2.5-vl", processor=Processor())
+    assert fmt.params == ResizeParams(32, 1024, 4096) and fmt.input_size(640, 480) == (64, 32)
+
+
 def test_qwen25_uses_resized_pixels_and_input_size():
     fmt = get_format("qwen2.5-vl")
     assert fmt.input_size(1280, 720) == (1288, 728)
@@ -146,6 +171,19 @@ def test_empty_targets_parse_to_nothing_without_problems():
         fmt = get_format(family)
         _, target = fmt.render_detection(sample)
         assert fmt.parse_detections(target, (100, 50)) == ([], [])
+
+
+def test_jam_only_detection_keeps_jam_items_and_reasons():
+    s = Sample(id="s", image="i.jpg", width=1000, height=1000, objects=[
+        BoxObject(label="rope", bbox=[0, 0, 10, 10], reason="wraps around\nscreens"),
+        BoxObject(label="glass", bbox=[20, 20, 30, 30]), BoxObject(label="odd", bbox=[40, 40, 50, 50], jam_risk=True)])
+    for family in FAMILIES:
+        fmt = get_format(family, jam_only=True)
+        [(prompt, target)] = fmt.render_turns(s)
+        assert "glass" not in target and "jam" in prompt and "reason" in prompt and '"odd"' in prompt or "odd" in prompt
+        objs, problems = fmt.parse_detections(target, (1000, 1000))
+        assert [o.label for o in objs] == ["rope", "odd"] and problems == []
+        assert objs[0].reason == "wraps around screens" and objs[1].reason is None
 
 
 def test_missing_size_is_a_data_error():

@@ -134,7 +134,8 @@ def test_fuzz_never_raises():
     assert found > 1000  # mutated real outputs still yield boxes
 
 
-@pytest.mark.parametrize("text", ["{" * 5000, "[" * 5000 + "]" * 5000, '{"a":' * 3000, "(" * 4000 + "1,2),(3,4)"])
+@pytest.mark.parametrize("text", ["{" * 5000, "{" * 20000 + "}" * 20000,
+                                  "[" * 5000 + "]" * 5000, '{"a":' * 3000, "(" * 4000 + "1,2),(3,4)"])
 def test_pathological_nesting_is_fast_and_safe(text):
     raw, problems = extract_boxes(text)
     assert isinstance(raw, list)

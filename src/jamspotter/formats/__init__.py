@@ -42,9 +42,12 @@ def get_format(
     processor: Any = None,
     classes: Sequence[str] | None = None,
     taxonomy: Taxonomy | None = None,
+    jam_only: bool = False,
 ) -> Format:
     """The `Format` of a family. Resize settings: the processor's (object or folder) when given,
-    else the released model's defaults; explicit min/max_pixels override either."""
+    else the released model's defaults; explicit min/max_pixels override either. `classes` are listed in
+    detection prompts (default: jam-causing + material classes); `jam_only` makes `render_turns` ask only
+    for jam-causing items."""
     key = canonical_family(family)
     params = DEFAULT_PARAMS[key]
     if processor is not None:
@@ -52,7 +55,7 @@ def get_format(
     params = ResizeParams(params.factor, int(min_pixels or params.min_pixels), int(max_pixels or params.max_pixels))
     if params.min_pixels > params.max_pixels:
         raise JamspotterError(f"min_pixels {params.min_pixels} is larger than max_pixels {params.max_pixels}")
-    return FORMATS[key](params, classes=classes, taxonomy=taxonomy)
+    return FORMATS[key](params, classes=classes, taxonomy=taxonomy, jam_only=jam_only)
 
 
 __all__ = [

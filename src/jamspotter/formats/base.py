@@ -31,8 +31,10 @@ class Format:
         params: ResizeParams | None = None,
         classes: Sequence[str] | None = None,
         taxonomy: Taxonomy | None = None,
+        jam_only: bool = False,
     ) -> None:
         self.params = params or DEFAULT_PARAMS[self.family]
+        self.jam_only = jam_only  # render_turns: detect only jam-causing items (with reasons when labelled)
         self.classes: tuple[str, ...] = tuple(classes) if classes else JAM_CLASSES + MATERIAL_CLASSES
         self.taxonomy = taxonomy or DEFAULT_TAXONOMY
 
@@ -171,8 +173,8 @@ class Format:
         """(user, assistant) text pairs for a sample, task chosen from what it carries. No image placeholder.
 
         qa -> its turns (think/answer with crop tool calls when present); target -> numeric sequence;
-        a label and no objects -> classification; otherwise detection of all listed classes
-        (an image with no objects teaches the empty answer).
+        a label and no objects -> classification; otherwise detection of all listed classes, or of
+        jam-causing items only when the format was made with `jam_only` (no objects teach the empty answer).
         """
         from jamspotter.formats import tasks  # tasks imports Format for typing only
 
@@ -182,4 +184,4 @@ class Format:
             return [tasks.render_sequence(sample)]
         if sample.label is not None and not sample.objects:
             return [tasks.render_classification(sample, self.classes)]
-        return [self.render_detection(sample)]
+        return [self.render_detection(sample, jam_only=self.jam_only)]

@@ -258,9 +258,14 @@ def _json_boxes(text: str, out: list[RawBox], problems: list[str]) -> list[tuple
     todo, unclosed = _brace_pairs(text)
     if unclosed:
         problems.append(f"{unclosed} unclosed '{{' (truncated output?): incomplete items dropped")
+    budget = 20 * len(text) + 100_000  # characters examined; deep nesting would otherwise cost O(n^2)
     while todo:
         a, b = todo.pop(0)
         chunk = text[a:b]
+        budget -= 2 * len(chunk)
+        if budget < 0:
+            problems.append("JSON nested too deeply: the rest was not read")
+            break
         value = _load_object(chunk)
         if value is None and "{" in chunk[1:-1]:  # a broken wrapper: look at the complete objects inside
             inner, _ = _brace_pairs(chunk[1:-1])
