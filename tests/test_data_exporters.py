@@ -68,11 +68,14 @@ def test_coco_export_keeps_given_ids_and_needs_sizes(tmp_path):
 def test_yolo_export_layout_and_refuses_foreign_folder(tmp_path):
     (tmp_path / "images").mkdir()
     Image.new("RGB", (64, 48)).save(tmp_path / "images" / "s0.png")
-    samples = [sample(0, [("rope", [16, 12, 48, 36])], split="val"), sample(1, split="train")]
+    samples = [sample(0, [("rope", [16, 12, 48, 36])], split="val"), sample(1, split="train"),
+               Sample(id="clip", video="c.mp4", fps=5)]
+    Image.new("RGB", (64, 48)).save(tmp_path / "images" / "s1.png")
     report = export_yolo(samples, tmp_path / "yolo", root=tmp_path)
-    assert report.skipped == 1  # s1's image does not exist: labels written, no image link
+    assert (report.written, report.skipped, report.reasons) == (2, 1, ("clip: a clip, not an image",))
     data = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
     assert data["names"] == {0: "rope"} and data["val"] == "images/val" and data["train"] == "images/train"
+    assert (tmp_path / "yolo" / "labels" / "train" / "s1.txt").read_text() == ""
     assert (tmp_path / "yolo" / "labels" / "val" / "s0.txt").read_text() == "0 0.5 0.5 0.5 0.5\n"
     assert (tmp_path / "yolo" / "images" / "val" / "s0.png").resolve() == (tmp_path / "images" / "s0.png")
     export_yolo(samples[:1], tmp_path / "yolo", root=tmp_path)  # re-export replaces a previous export
@@ -122,6 +125,8 @@ def test_splits_are_deterministic_and_stratified():
                         ("rope", "train"): 16, ("rope", "val"): 2, ("rope", "test"): 2}
     assert stratum(samples[-1], "jam") == "rope" and stratum(samples[0], "jam") == "(no jam)"
     assert Counter(s.split for s in assign_splits(samples[:7], (0.5, 0.5))) == {"train": 4, "val": 3}
+    singletons = [Sample(id=str(i), label=f"class {i}") for i in range(10)]  # tiny strata still fill every split
+    assert Counter(s.split for s in assign_splits(singletons, (0.6, 0.2, 0.2))) == {"train": 6, "val": 2, "test": 2}
     with pytest.raises(ValueError):
         parse_ratios("0.8,0.3")
 

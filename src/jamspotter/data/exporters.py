@@ -72,6 +72,8 @@ def coco_dict(samples: Sequence[Sample], root: str | Path | None, out_dir: str |
     cat_id = {c["name"]: c["id"] for c in cats}
     images, annotations = [], []
     for i, s in enumerate(samples, 1):
+        if s.image is None:  # clips: COCO holds images only
+            continue
         if s.width is None or s.height is None:
             raise DataError(f"sample {s.id}: COCO needs width and height")
         images.append({"id": i, "file_name": media_path(s.image_path(root), Path(out_dir)) or s.id,
@@ -95,7 +97,8 @@ def export_coco(samples: Sequence[Sample], out: str | Path, root: str | Path | N
     out = Path(out)
     doc = coco_dict(samples, root, out.parent, classes)
     write_json(out, doc, indent=None)
-    return ExportReport(out, len(doc["images"]))
+    clips = [f"{s.id}: a clip, not an image" for s in samples if s.image is None]
+    return ExportReport(out, len(doc["images"]), len(clips), tuple(clips[:5]))
 
 
 def _safe_name(sample_id: str, seen: set[str]) -> str:
@@ -117,7 +120,8 @@ def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path
                 classes: list[dict] | None = None, copy_images: bool = False) -> ExportReport:
     """Write `images/<split>/` (symlinks, or copies), `labels/<split>/*.txt` and `data.yaml`.
 
-    Names keep the given class order (ids 0..n-1), new labels appended sorted. The folder is built
+    Names keep the given class order (ids 0..n-1), new labels appended sorted. Samples without an
+    existing image file (clips, missing images) are skipped and reported. The folder is built
     beside `out_dir` and moved into place; an existing `out_dir` is replaced only if it is a YOLO export.
     """
     out_dir = Path(out_dir)
@@ -132,28 +136,29 @@ def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path
     try:
         seen: set[str] = set()
         splits: set[str] = set()
-        missing: list[str] = []
+        skipped: list[str] = []
         for s in samples:
+            src = s.image_path(root)
+            if src is None or not src.is_file():  # YOLO finds labels through images: no image, no sample
+                skipped.append(f"{s.id}: " + ("a clip, not an image" if src is None else "image not found"))
+                continue
             if s.width is None or s.height is None:
                 raise DataError(f"sample {s.id}: YOLO needs width and height")
             split = s.split or "train"
             splits.add(split)
             name = _safe_name(s.id, seen)
-            src = s.image_path(root)
-            ext = src.suffix if src is not None else ".jpg"
             (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
             (tmp / "labels" / split).mkdir(parents=True, exist_ok=True)
-            if src is not None and src.is_file():
-                dst = tmp / "images" / split / f"{name}{ext}"
-                if copy_images:
-                    shutil.copy2(src, dst)
-                else:
-                    os.symlink(os.path.abspath(src), dst)
+            dst = tmp / "images" / split / f"{name}{src.suffix}"
+            if copy_images:
+                shutil.copy2(src, dst)
             else:
-                missing.append(f"{s.id}: image not found")
+                os.symlink(os.path.abspath(src), dst)
             lines = [f"{index[o.label]} " + " ".join(_fmt(v) for v in xyxy_to_cxcywh_norm(o.bbox, s.width, s.height))
                      for o in s.objects]
             (tmp / "labels" / split / f"{name}.txt").write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+        if not splits:
+            raise DataError("no sample has an existing image file: nothing to export to YOLO")
         data = {"path": str(out_dir.absolute()), **{k: f"images/{k}" for k in sorted(splits)},
                 "nc": len(names), "names": dict(enumerate(names))}
         with atomic_write(tmp / "data.yaml") as fh:
@@ -164,7 +169,7 @@ def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportReport(out_dir, len(samples), len(missing), tuple(missing[:5]))
+    return ExportReport(out_dir, len(samples) - len(skipped), len(skipped), tuple(skipped[:5]))
 
 
 def chat_record(sample: Sample, fmt: TurnRenderer, layout: str, root: str | Path | None,

@@ -1,8 +1,7 @@
 """Deterministic stratified train/val/test splits.
 
-Each stratum (image label or dominant class, or dominant jam class) is shuffled with its own seeded
-RNG and cut by largest remainder, so the same seed and data always give the same split, and adding
-samples of one class never reshuffles another.
+Strata are the image label or dominant class, or the dominant jam class. The same seed and data
+always give the same split.
 """
 
 from __future__ import annotations
@@ -63,17 +62,21 @@ def parse_ratios(text: str) -> tuple[float, ...]:
 
 def assign_splits(samples: Sequence[Sample], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                   by: str = "label", taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Sample]:
-    """Copies of `samples` (same order) with `split` set to train/val/test, stratified by `by`."""
+    """Copies of `samples` (same order) with `split` set to train/val/test, stratified by `by`.
+
+    Each stratum is shuffled (seeded) and its items spread evenly over [0, 1); all items are then
+    ordered by that position and cut by the ratios. Every stratum lands in each split in proportion,
+    and the split sizes match the ratios overall even when strata are tiny.
+    """
     groups: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         groups[stratum(s, by, taxonomy)].append(i)
-    split_of: dict[int, str] = {}
+    keyed: list[tuple[float, str, int]] = []
     for key in sorted(groups):
         idx = sorted(groups[key], key=lambda i: samples[i].id)
         random.Random(f"{seed}:{key}").shuffle(idx)
-        start = 0
-        for name, count in zip(SPLIT_NAMES, _cut(len(idx), ratios), strict=False):
-            for i in idx[start:start + count]:
-                split_of[i] = name
-            start += count
+        keyed += [((k + 0.5) / len(idx), key, i) for k, i in enumerate(idx)]
+    keyed.sort()
+    names = [name for name, count in zip(SPLIT_NAMES, _cut(len(keyed), ratios), strict=False) for _ in range(count)]
+    split_of = {i: name for (_, _, i), name in zip(keyed, names, strict=True)}
     return [s.model_copy(update={"split": split_of[i]}) for i, s in enumerate(samples)]
