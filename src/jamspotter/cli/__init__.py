@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jamspotter.cli.eval",
     "jamspotter.cli.formats",
     "jamspotter.cli.line",
+    "jamspotter.cli.edge",
 )
 
 for _name in COMMAND_MODULES:

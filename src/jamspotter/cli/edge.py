@@ -1,0 +1,86 @@
+"""`jamspotter edge ...`: train the edge CNN, export it to ONNX/TorchScript, predict with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from jamspotter.cli.app import edge_app
+
+
+@edge_app.command("train")
+def train_cmd(
+    data: Path = typer.Option(..., "--data", help="TrashNet-style folder (split.csv), ImageFolder, or samples.jsonl."),
+    out: Path = typer.Option(..., "--out", help="Output folder (checkpoint, metrics.json, plots)."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    arch: str = typer.Option("efficientnet-lite0", "--arch",
+                             help="efficientnet-lite0 | resnet18 | mobilenet_v3_small | mobilenet_v3_large"),
+    image_size: int = typer.Option(224, "--image-size", min=32),
+    batch_size: int = typer.Option(32, "--batch-size", min=2),
+    lr: float = typer.Option(1e-3, "--lr"),
+    train_blocks: int = typer.Option(None, "--train-blocks", help="Trailing blocks to fine-tune (default per arch)."),
+    cache_views: int = typer.Option(3, "--cache-views", min=0,
+                                    help="Augmented views per train image with cached stem features; 0 = live."),
+    patience: int = typer.Option(4, "--patience", min=1, help="Early stopping on val accuracy."),
+    stem_backend: str = typer.Option("onnxruntime", "--stem-backend", help="onnxruntime | torch"),
+    pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Transfer-learn the edge classifier; writes model.safetensors + model.json, metrics and plots."""
+    from jamspotter.edge.train import EdgeTrainConfig, train_classifier
+
+    cfg = EdgeTrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
+                          train_blocks=train_blocks, cache_views=cache_views, patience=patience, seed=seed,
+                          pretrained=pretrained, stem_backend=stem_backend)
+    report = train_classifier(data, out, cfg)
+    for split in ("val", "test"):
+        m = report[split]
+        if m:
+            typer.echo(f"{split}: accuracy {m['accuracy']:.4f}  weighted P/R/F1 {m['precision']:.4f}/"
+                       f"{m['recall']:.4f}/{m['f1']:.4f}  (n={m['n']})")
+    typer.echo(f"best epoch {report['best_epoch']}, {report['seconds']['total']:.0f} s; wrote {out}")
+
+
+@edge_app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder (model.safetensors + model.json)."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: the checkpoint folder)."),
+    opset: int = typer.Option(17, "--opset", min=17),
+    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (dynamic INT8 quantisation)."),
+    torchscript: bool = typer.Option(False, "--torchscript", help="Also write model.ts (TorchScript)."),
+) -> None:
+    """ONNX export (dynamic batch, checked, compared with PyTorch within 1e-4); TorchScript fallback."""
+    from jamspotter.edge.export import export_checkpoint
+
+    target = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    report = export_checkpoint(checkpoint, target, opset=opset, int8=int8, torchscript=torchscript)
+    if "onnx" in report:
+        typer.echo(f"onnx: {report['onnx']} (opset {opset}, max |ORT - PyTorch| = {report['max_abs_diff']:.2e})")
+    else:
+        typer.echo(f"onnx export failed ({report['onnx_error']}); wrote TorchScript instead")
+    if "int8" in report:
+        typer.echo(f"int8: {report['int8']} (top-1 agreement with fp32 {report['int8_top1_agreement']:.2f})")
+    if "torchscript" in report:
+        typer.echo(f"torchscript: {report['torchscript']}")
+
+
+@edge_app.command("predict")
+def predict_cmd(
+    model: Path = typer.Argument(..., help="model.onnx, or a checkpoint folder / model.safetensors."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    top_k: int = typer.Option(3, "--top-k", min=1),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per image instead of text."),
+) -> None:
+    """Top-k classes with confidence for each image."""
+    import json
+
+    from jamspotter.edge.predict import EdgeClassifier
+
+    clf = EdgeClassifier(model, top_k=top_k)
+    for path, pred in zip(images, clf.predict(images), strict=True):
+        if json_out:
+            typer.echo(json.dumps({"image": str(path), "top": [{"label": c, "confidence": round(p, 6)}
+                                                               for c, p in pred.top]}))
+        else:
+            typer.echo(f"{path}: " + ", ".join(f"{c} {p:.3f}" for c, p in pred.top))
