@@ -9,6 +9,13 @@ import pytest
 
 from jamspotter.formats import FAMILIES, get_format
 from jamspotter.formats.parse import extract_boxes
+from jamspotter.formats.tasks import (
+    parse_classification,
+    parse_counts,
+    parse_region_answer,
+    parse_sequence,
+    parse_vqa,
+)
 
 Q3 = get_format("qwen3-vl")  # 0-1000 relative: on a 1000x1000 image model units == pixels
 SIZE = (1000, 1000)
@@ -131,6 +138,12 @@ def test_fuzz_never_raises():
         assert all(v >= 0 for o in objs for v in o.bbox)
         assert all(isinstance(p, str) for p in problems)
         found += len(objs)
+        if i % 4 == 0:  # the other task parsers share the promise
+            assert isinstance(parse_counts(text)[0], dict)
+            assert isinstance(parse_region_answer(text)[0], list)
+            assert isinstance(parse_sequence(text, 2)[0], list) and isinstance(parse_sequence(text)[0], list)
+            assert isinstance(parse_vqa(fmt, text, (640, 480)).crops, list)
+            parse_classification(text, fmt.classes)
     assert found > 1000  # mutated real outputs still yield boxes
 
 

@@ -97,6 +97,12 @@ def test_sequence_render_and_parse():
     rows, problems = parse_sequence("[(0.5, 0.01), (0.52, -0.0", 2)
     assert rows == [[0.5, 0.01]] and problems
     assert get_format("qwen2-vl").render_turns(s) == [(prompt, target)]
+    one = Sample(id="c", video="c.mp4", target=Target(kind="belt_speed", values=[[1.0], [0.98]], names=["m_s"]))
+    prompt, target = render_sequence(one)
+    assert "belt speed" in prompt and target == "[1, 0.98]"
+    assert parse_sequence(target, 1) == ([[1.0], [0.98]], [])
+    assert parse_sequence("[1, 0.9", 1)[0] == [[1.0], [0.9]]
+    assert parse_sequence("garbage", 2)[1] and parse_sequence(None)[1]  # type: ignore[arg-type]
 
 
 def test_classification_render_and_parse():

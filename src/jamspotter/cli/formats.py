@@ -46,7 +46,7 @@ def augment(
     skipped = sum(1 for s in samples if s.image is None or not s.width or not s.height)
     typer.echo(f"wrote {n} samples to {out_dir / 'samples.jsonl'}: {len(new)} augmented "
                f"({', '.join(f'{k} {v}' for k, v in sorted(by_kind.items())) or 'none'})"
-               + (f"; skipped {skipped} without image size" if skipped else ""))
+               + (f"; skipped {skipped} clips or samples without an image size" if skipped else ""))
 
 
 def _rebase(sample, src_root: Path, dst_root: Path):  # noqa: ANN001, ANN202 - Sample in, Sample out

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from jamspotter.data.boxes import visible_fraction
 from jamspotter.data.records import BoxObject, QATurn, Sample
-from jamspotter.data.taxonomy import canonical_label, normalise
+from jamspotter.data.taxonomy import ALIASES, JAM_CLASSES, MATERIAL_CLASSES, normalise
 from jamspotter.formats.base import Format
 from jamspotter.formats.parse import NUM, RawBox
 
@@ -24,6 +24,7 @@ CROP_MARK = "<crop>"
 _BOX_REF_RE = re.compile(rf"<bbox>\s*\[?\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]?\s*</bbox>")
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 _NUM_RE = re.compile(NUM)
+_KNOWN = {**ALIASES, **{normalise(c): normalise(c) for c in JAM_CLASSES + MATERIAL_CLASSES}}  # normalised -> class
 
 
 def fmt_num(v: float) -> str:
@@ -150,7 +151,7 @@ def parse_classification(text: str, classes: Sequence[str]) -> tuple[str | None,
         hits: list[str] = []
         for i in range(len(words) - n + 1):
             cand = " ".join(words[i:i + n])
-            canon = by_norm.get(cand) or by_norm.get(normalise(canonical_label(cand) or ""))
+            canon = by_norm.get(cand) or by_norm.get(_KNOWN.get(cand, ""))
             if canon is not None and canon not in hits:
                 hits.append(canon)
         if hits:
@@ -250,29 +251,44 @@ def _valid_size(size: object) -> bool:
 
 # ---- numeric sequences (clips) ---------------------------------------------------------------------
 def render_sequence(sample: Sample) -> tuple[str, str]:
-    """(prompt, target) for a clip's per-step values: `[(v, k), ...]`."""
+    """(prompt, target) for a clip's per-step values: `[(v, k), ...]`, or `[v, ...]` for one component."""
     t = sample.target
     if t is None:
         raise ValueError(f"sample {sample.id} has no target")
     width = len(t.values[0]) if t.values else 2
     names = t.names or [f"v{i + 1}" for i in range(width)]
+    what = f"For each of the {len(t.values)} steps of this clip, give the {t.kind.replace('_', ' ')}"
+    if width == 1:
+        prompt = f"{what} ({names[0]}) as a list of numbers: [{names[0]}, ...]."
+        return prompt, "[" + ", ".join(fmt_num(row[0]) for row in t.values) + "]"
     tup = "(" + ", ".join(names) + ")"
-    prompt = (f"For each of the {len(t.values)} steps of this clip, give the {t.kind.replace('_', ' ')} "
-              f"as a list of {tup} tuples: [{tup}, ...].")
+    prompt = f"{what} as a list of {tup} tuples: [{tup}, ...]."
     target = "[" + ", ".join("(" + ", ".join(fmt_num(v) for v in row) + ")" for row in t.values) + "]"
     return prompt, target
 
 
 _TUPLE_RE = re.compile(rf"[(\[]\s*({NUM}(?:\s*,\s*{NUM})+)\s*[)\]]")
+_FLAT_LIST_RE = re.compile(rf"\[\s*({NUM}(?:\s*,\s*{NUM})*)\s*(?:,\s*)?(\]|$)")
 
 
 def parse_sequence(text: str, width: int | None = None) -> tuple[list[list[float]], list[str]]:
-    """Rows of numbers from `[(v, k), ...]` (or `[[v, k], ...]`); rows of the wrong width are dropped. Never raises."""
+    """Rows from `[(v, k), ...]` / `[[v, k], ...]` (or `[v, ...]` when width is 1); wrong-width rows dropped.
+
+    Never raises; a truncated last row is dropped and reported."""
     if not isinstance(text, str):
         return [], ["expected text"]
+    text = text[:200_000]
     rows, problems = [], []
+    if width == 1 or (width is None and not _TUPLE_RE.search(text)):
+        m = _FLAT_LIST_RE.search(text)
+        if m:
+            rows = [[float(v)] for v in _NUM_RE.findall(m.group(1))]
+            rows = [r for r in rows if r[0] == r[0] and abs(r[0]) != float("inf")]
+            if not m.group(2):
+                problems.append("list not closed (truncated output?)")
+        return rows, problems if rows else problems + ["no [v, ...] list found"]
     last = 0
-    for m in _TUPLE_RE.finditer(text[:200_000]):
+    for m in _TUPLE_RE.finditer(text):
         row = [float(v) for v in _NUM_RE.findall(m.group(1))]
         last = m.end()
         if any(v != v or v in (float("inf"), float("-inf")) for v in row):
