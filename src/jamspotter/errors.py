@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import sys
 
-import click
+try:  # Typer >= 0.29 runs commands with its own vendored click; its runner catches only that class.
+    from typer._click.exceptions import ClickException
+except ImportError:  # older Typer uses click itself
+    from click import ClickException
 
 
-class JamspotterError(click.ClickException):
+class JamspotterError(ClickException):
     """Bad input (file, line, field) the user can fix; never a bug in jamspotter itself."""
 
     exit_code = 2
 
     def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
         """Print exactly one line, so scripts and people can read it."""
-        print(f"error: {self.format_message()}", file=file or sys.stderr)
+        print("error: " + " ".join(self.format_message().split()), file=file or sys.stderr)
 
 
 class DataError(JamspotterError):
