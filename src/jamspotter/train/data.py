@@ -1,0 +1,259 @@
+"""From `Sample`s to model batches: conversations, images/frames, and assistant-only labels.
+
+The text of every turn comes from `jamspotter.formats` (the only place that knows box syntax).
+Here we only place images: the sample's image (or clip frames) in front of the first user turn,
+and each crop image right after its `</tool_call>` inside the assistant turn. Labels are built
+from the token ids: only assistant content and its closing `<|im_end|>` carry loss; prompts,
+padding and every vision token (image pads of crops inside the assistant turn included) are -100.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jamspotter.data.records import Sample
+from jamspotter.errors import DataError
+from jamspotter.models.families import VISION_TOKENS
+
+IGNORE_INDEX = -100
+CROP_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+TOOL_CALL_END = "</tool_call>"
+
+
+@dataclass
+class Example:
+    """One training conversation: a sample and the task it is rendered as."""
+
+    sample: Sample
+    root: str
+    task: str = "default"  # default (what the sample carries), count, region
+    region: list[float] | None = None
+
+
+def load_image(sample: Sample, root: str | Path) -> Any:
+    """The sample's image as RGB PIL; a missing file raises DataError naming the sample."""
+    from PIL import Image
+
+    path = sample.image_path(root)
+    if path is None or not Path(path).is_file():
+        raise DataError(f"sample {sample.id}: image {sample.image!r} not found under {root}")
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def load_clip(sample: Sample, root: str | Path, n_frames: int) -> tuple[Any, dict[str, Any]]:
+    """`n_frames` evenly spaced RGB frames (T, H, W, 3 uint8) of a clip plus video metadata.
+
+    Videos are decoded with av (transformers 5 would need torchcodec for a path); the metadata
+    carries fps and the chosen frame indices, which Qwen3-VL uses for its timestamps.
+    """
+    import numpy as np
+    from PIL import Image
+
+    if sample.frames:
+        paths = [sample.resolve(f, root) for f in sample.frames]
+        frames = []
+        for p in paths:
+            if not Path(p).is_file():
+                raise DataError(f"sample {sample.id}: frame {p} not found")
+            with Image.open(p) as im:
+                frames.append(np.asarray(im.convert("RGB")))
+    elif sample.video:
+        import av
+
+        path = sample.resolve(sample.video, root)
+        if not Path(path).is_file():
+            raise DataError(f"sample {sample.id}: video {sample.video!r} not found under {root}")
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    else:
+        raise DataError(f"sample {sample.id}: neither video nor frames")
+    if not frames:
+        raise DataError(f"sample {sample.id}: clip has no frames")
+    n = max(2, min(n_frames, len(frames)) // 2 * 2)  # temporal patch 2 wants an even count
+    idx = np.linspace(0, len(frames) - 1, n).round().astype(int).tolist()
+    fps = float(sample.fps or 10.0)
+    meta = {"fps": fps, "total_num_frames": len(frames), "frames_indices": idx, "duration": len(frames) / fps}
+    return np.stack([frames[i] for i in idx]), meta
+
+
+def is_clip(sample: Sample) -> bool:
+    """A clip carries video or frames instead of an image."""
+    return sample.image is None and (sample.video is not None or bool(sample.frames))
+
+
+def render_task(fmt: Any, ex: Example, *, jam_only: bool = False) -> list[tuple[str, str]]:
+    """(user, assistant) text pairs for an example, all text from `jamspotter.formats`."""
+    from jamspotter.formats import tasks
+
+    s = ex.sample
+    if ex.task == "count":
+        return [tasks.render_count(s)]
+    if ex.task == "region":
+        size = fmt.image_size_of(s)
+        question = tasks.resolve_box_refs(fmt, tasks.region_question(ex.region), size)
+        return [(question, tasks.region_answer(s.objects, ex.region))]
+    if jam_only and not s.qa and s.target is None and (s.objects or s.label is None):
+        return [fmt.render_detection(s, jam_only=True)]
+    return fmt.render_turns(s)
+
+
+def crop_boxes(sample: Sample) -> list[list[float]]:
+    """Crop boxes of all qa turns, in the order their tool calls appear."""
+    return [c.bbox for turn in sample.qa for c in turn.crops]
+
+
+def build_conversation(fmt: Any, ex: Example, *, clip_frames: int = 8, jam_only: bool = False,
+                       with_answer: bool = True) -> tuple[list[dict[str, Any]], list[Any], list[Any], list[dict]]:
+    """(messages, images, videos, video_metadata) for the chat template and processor.
+
+    with_answer=False drops the last assistant turn (the prompt for generation).
+    """
+    s = ex.sample
+    turns = render_task(fmt, ex, jam_only=jam_only)
+    images: list[Any] = []
+    videos: list[Any] = []
+    metas: list[dict] = []
+    if is_clip(s):
+        video, meta = load_clip(s, ex.root, clip_frames)
+        videos.append(video)
+        metas.append(meta)
+        media = {"type": "video"}
+    else:
+        image = load_image(s, ex.root)
+        images.append(image)
+        media = {"type": "image"}
+    crops = crop_boxes(s) if ex.task == "default" else []
+    messages: list[dict[str, Any]] = []
+    for i, (user, assistant) in enumerate(turns):
+        content = [media, {"type": "text", "text": user}] if i == 0 else [{"type": "text", "text": user}]
+        messages.append({"role": "user", "content": content})
+        if not with_answer and i == len(turns) - 1:
+            break
+        if crops and TOOL_CALL_END in assistant:
+            assistant, used = _insert_crops(assistant, crops)
+            images.extend(images[0].crop(tuple(int(round(v)) for v in box)) for box in crops[:used])
+            crops = crops[used:]
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": assistant}]})
+    return messages, images, videos, metas
+
+
+def _insert_crops(text: str, crops: list[list[float]]) -> tuple[str, int]:
+    """Put an image placeholder after each `</tool_call>` (as many as there are crops left)."""
+    pieces = text.split(TOOL_CALL_END)
+    used = min(len(pieces) - 1, len(crops))
+    out = pieces[0]
+    for i, piece in enumerate(pieces[1:]):
+        out += TOOL_CALL_END + (CROP_PLACEHOLDER if i < used else "") + piece
+    return out, used
+
+
+def assistant_labels(input_ids: Any, tokenizer: Any) -> Any:
+    """Labels for a batch: assistant content + closing <|im_end|> only; everything else IGNORE_INDEX."""
+    import torch
+
+    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    vision = torch.tensor([tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS])
+    assistant_ids = set(tokenizer.encode("assistant", add_special_tokens=False))
+    newline_ids = {i for i in tokenizer.encode("\n\n\n", add_special_tokens=False)} | set(
+        tokenizer.encode("\n", add_special_tokens=False))
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    for b, row in enumerate(input_ids.tolist()):
+        i, n = 0, len(row)
+        while i < n:
+            if row[i] == im_start and i + 1 < n and row[i + 1] in assistant_ids:
+                j = i + 2
+                while j < n and row[j] in newline_ids:
+                    j += 1
+                k = j
+                while k < n and row[k] != im_end:
+                    k += 1
+                end = min(k + 1, n)  # include <|im_end|>
+                labels[b, j:end] = input_ids[b, j:end]
+                i = end
+            else:
+                i += 1
+    labels[torch.isin(input_ids, vision)] = IGNORE_INDEX
+    return labels
+
+
+class SFTCollator:
+    """Turns `Example`s (as dataset rows) into padded model inputs with assistant-only labels."""
+
+    def __init__(self, processor: Any, fmt: Any, *, clip_frames: int = 8, jam_only: bool = False) -> None:
+        self.processor, self.fmt = processor, fmt
+        self.clip_frames, self.jam_only = clip_frames, jam_only
+
+    def conversations(self, rows: list[dict[str, Any]], with_answer: bool = True) -> tuple[list[str], dict[str, Any]]:
+        """Chat-template texts plus the processor's media arguments for a list of rows."""
+        texts, images, videos, metas = [], [], [], []
+        for row in rows:
+            msgs, im, vid, meta = build_conversation(self.fmt, example_from_row(row), clip_frames=self.clip_frames,
+                                                     jam_only=self.jam_only, with_answer=with_answer)
+            texts.append(
+                self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answer))
+            images += im
+            videos += vid
+            metas += meta
+        media: dict[str, Any] = {}
+        if images:
+            media["images"] = images
+        if videos:
+            media["videos"] = videos
+            media["video_metadata"] = metas
+            media["do_sample_frames"] = False
+        return texts, media
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        texts, media = self.conversations(rows)
+        self.processor.tokenizer.padding_side = "right"  # training: pad after the answer
+        try:
+            batch = self.processor(text=texts, padding=True, return_tensors="pt", **media)
+        finally:
+            self.processor.tokenizer.padding_side = "left"
+        batch["labels"] = assistant_labels(batch["input_ids"], self.processor.tokenizer)
+        batch["labels"][batch["attention_mask"] == 0] = IGNORE_INDEX
+        return dict(batch)
+
+
+def example_to_row(ex: Example) -> dict[str, Any]:
+    """A JSON-friendly dataset row (datasets.Dataset needs flat, typed columns)."""
+    return {"sample": ex.sample.to_json(), "root": ex.root, "task": ex.task, "region": ex.region or []}
+
+
+def example_from_row(row: dict[str, Any]) -> Example:
+    """Inverse of example_to_row."""
+    return Example(Sample.model_validate_json(row["sample"]), row["root"], row.get("task", "default"),
+                   list(row["region"]) if row.get("region") else None)
+
+
+def expand_examples(samples: list[Sample], root: str | Path, data_cfg: Any, seed: int = 0) -> list[Example]:
+    """The task mix: each sample as itself, plus count/region variants with the configured probabilities."""
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for s in samples:
+        if is_clip(s) and not data_cfg.clips:
+            continue
+        if s.qa and not data_cfg.vqa:
+            s = s.model_copy(update={"qa": []})
+            if not s.objects and s.label is None:
+                continue
+        plain = not s.qa and s.target is None
+        weight = data_cfg.detection if plain and s.objects else 1.0
+        reps = int(weight) + (rng.random() < weight - int(weight))
+        out += [Example(s, str(root))] * reps
+        if plain and s.objects and not is_clip(s) and rng.random() < data_cfg.count:
+            out.append(Example(s, str(root), "count"))
+        if plain and not is_clip(s) and s.width and s.height and rng.random() < data_cfg.region:
+            out.append(Example(s, str(root), "region", _random_region(rng, s.width, s.height)))
+    return out
+
+
+def _random_region(rng: random.Random, w: int, h: int) -> list[float]:
+    x1, y1 = rng.uniform(0, w * 0.6), rng.uniform(0, h * 0.6)
+    return [round(x1), round(y1), round(min(w, x1 + rng.uniform(0.2, 0.5) * w)),
+            round(min(h, y1 + rng.uniform(0.2, 0.5) * h))]

@@ -1,0 +1,150 @@
+"""Supervised fine-tuning of a Qwen-VL on `Sample`s with TRL's SFTTrainer.
+
+Read top to bottom: load config -> samples -> model (+LoRA/QLoRA/full) -> collator -> SFTTrainer
+-> train (or resume) -> save the adapter/model with its processor and a summary. Our collator
+builds the labels (assistant-only, see train/data.py), so TRL's dataset preparation is skipped;
+`max_length=None` and no packing, because cutting or packing image tokens breaks M-RoPE.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jamspotter.data.io import atomic_write, read_samples, samples_path, write_json
+from jamspotter.data.records import Sample
+from jamspotter.train.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
+from jamspotter.train.config import SFTRunConfig, dump_config
+from jamspotter.train.data import Example, SFTCollator, example_to_row, expand_examples
+
+
+@dataclass
+class SFTResult:
+    """Where the trained weights went and what they scored."""
+
+    output_dir: Path
+    final_dir: Path
+    global_step: int
+    train_loss: float | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def split_samples(cfg: SFTRunConfig) -> tuple[list[Sample], Path, list[Sample], Path]:
+    """(train samples, train root, eval samples, eval root); eval held out from train if asked."""
+    train_path = samples_path(cfg.data.train)
+    train = read_samples(train_path)
+    if cfg.data.eval is not None:
+        eval_path = samples_path(cfg.data.eval)
+        return train, train_path.parent, read_samples(eval_path), eval_path.parent
+    if cfg.data.eval_fraction > 0 and len(train) > 1:
+        order = list(range(len(train)))
+        random.Random(cfg.train.seed).shuffle(order)
+        n_eval = max(1, round(len(train) * cfg.data.eval_fraction))
+        held = set(order[:n_eval])
+        return ([s for i, s in enumerate(train) if i not in held], train_path.parent,
+                [s for i, s in enumerate(train) if i in held], train_path.parent)
+    return train, train_path.parent, [], train_path.parent
+
+
+def prepare_model(cfg: SFTRunConfig) -> tuple[Any, Any, str]:
+    """Load the base model and processor, then wire LoRA / QLoRA / full training as configured."""
+    from jamspotter.models import apply_lora, freeze_parts, load_model
+
+    model, processor = load_model(
+        cfg.model.name, family=cfg.model.family, quantization=cfg.quantization, dtype=cfg.model.dtype,
+        attn=cfg.model.attn, min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels,
+    )
+    family = model.jamspotter_family
+    ft = cfg.finetune
+    if ft.method == "full":
+        freeze_parts(model, freeze_vision=ft.freeze_vision, freeze_merger=ft.freeze_merger,
+                     freeze_language=ft.freeze_language)
+    else:
+        model = apply_lora(model, r=ft.lora_r, alpha=ft.lora_alpha, dropout=ft.lora_dropout,
+                           targets=ft.lora_targets, freeze_vision=ft.freeze_vision, freeze_merger=ft.freeze_merger,
+                           freeze_language=ft.freeze_language,
+                           gradient_checkpointing=cfg.train.gradient_checkpointing)
+    return model, processor, family
+
+
+def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
+    """TRL SFTConfig from our config (the one place the two vocabularies meet)."""
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.train
+    bf16 = t.bf16 if t.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    eval_strategy = "no" if not has_eval else ("steps" if t.eval_steps else "epoch")
+    report = [t.report_to] if isinstance(t.report_to, str) else list(t.report_to)
+    return SFTConfig(
+        output_dir=t.output_dir, learning_rate=t.lr, lr_scheduler_type=t.scheduler, warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, num_train_epochs=t.epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        bf16=bf16, seed=t.seed, data_seed=t.seed, eval_strategy=eval_strategy, eval_steps=t.eval_steps or None,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps, report_to="none" if report == ["none"] else report,
+        dataloader_num_workers=t.dataloader_workers,
+        # Our collator renders, tokenizes and labels: TRL must neither prepare, truncate nor pack.
+        max_length=None, packing=False, padding_free=False, remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True}, assistant_only_loss=False, completion_only_loss=False,
+        label_names=["labels"], disable_tqdm=False,
+    )
+
+
+def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFTResult:
+    """Train as configured; `resume` continues from the newest complete checkpoint in output_dir."""
+    import datasets
+    import transformers
+    from trl import SFTTrainer
+
+    from jamspotter.formats import get_format
+    from jamspotter.train.callbacks import DetectionF1Callback
+
+    start = time.time()
+    transformers.set_seed(cfg.train.seed)
+    out = Path(cfg.train.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "train_config.yaml") as fh:
+        fh.write(dump_config(cfg))
+
+    train, train_root, held_out, eval_root = split_samples(cfg)
+    model, processor, family = prepare_model(cfg)
+    fmt = get_format(family, processor=processor)
+    examples = expand_examples(train, train_root, cfg.data, seed=cfg.train.seed)
+    train_ds = datasets.Dataset.from_list([example_to_row(e) for e in examples])
+    eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
+               if held_out else None)
+    collator = SFTCollator(processor, fmt, clip_frames=cfg.data.clip_frames, jam_only=cfg.data.jam_only)
+    callbacks: list[Any] = [CompleteMarkerCallback()]
+    f1_slice = [s for s in held_out if s.image is not None][: cfg.train.f1_samples]
+    if cfg.train.f1_steps and f1_slice:
+        callbacks.append(DetectionF1Callback(processor, fmt, f1_slice, eval_root, every=cfg.train.f1_steps,
+                                             max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out))
+    trainer = SFTTrainer(model=model, args=sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=processor, data_collator=collator, callbacks=callbacks)
+
+    checkpoint = latest_complete_checkpoint(out) if resume else None
+    if resume:
+        log(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {out}: starting fresh")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    final = out / "final"
+    trainer.save_model(str(final))
+    processor.save_pretrained(str(final))
+    metrics: dict[str, Any] = {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
+                               "family": family, "method": cfg.finetune.method, "examples": len(examples)}
+    if eval_ds is not None:
+        metrics.update(trainer.evaluate())
+    f1 = [c for c in callbacks if isinstance(c, DetectionF1Callback)]
+    if f1:
+        metrics["detection"] = f1[0].run(trainer.model, trainer.state.global_step)
+    write_json(out / "metrics.json", metrics)
+    log(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
+    return SFTResult(out, final, trainer.state.global_step, result.training_loss, metrics, time.time() - start)
