@@ -191,3 +191,23 @@ def test_missing_size_is_a_data_error():
 
     with pytest.raises(DataError, match="s1"):
         get_format("qwen3-vl").render_detection(Sample(id="s1", image="i.jpg"))
+
+
+def test_qwen2_target_tokens_with_real_tokenizer(shared_data):
+    """Box tokens are single special ids, and text decoded with skip_special_tokens still parses."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(shared_data / "qwen2_5_vl_tokenizer")
+    fmt = get_format("qwen2-vl", jam_only=True)
+    s = Sample(id="s", image="i.jpg", width=640, height=480, objects=[
+        BoxObject(label="rope", bbox=[10, 20, 300, 400], reason="long and thin"),
+        BoxObject(label="plastic film", bbox=[320, 10, 600, 200])])
+    [(_, target)] = fmt.render_turns(s)
+    ids = tok(target)["input_ids"]
+    for special in ("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"):
+        assert ids.count(tok.convert_tokens_to_ids(special)) == 2
+    want, _ = fmt.parse_detections(target, (640, 480))
+    for skip in (False, True):
+        got, problems = fmt.parse_detections(tok.decode(ids, skip_special_tokens=skip), (640, 480))
+        assert problems == []
+        assert [(o.label, o.bbox, o.reason) for o in got] == [(o.label, o.bbox, o.reason) for o in want]

@@ -73,6 +73,17 @@ def test_plain_text_forms():
     assert got == [("rope", [10, 20, 30, 40]), ("plastic film", [50, 60, 70, 80]), ("hose", [1, 2, 3, 4])]
 
 
+def test_other_real_shapes():
+    got, _ = boxes("<ref>rope</ref><box>(10,20),(30,40)</box>")
+    assert got == [("rope", [10, 20, 30, 40])]
+    got, _ = boxes('[{"bbox_2d": [[1, 2], [3, 4]], "label": "hose", "score": 0.8}]')
+    assert got == [("hose", [1, 2, 3, 4])]
+    assert Q3.parse_detections('[{"bbox_2d": [1, 2, 3, 4], "label": "hose", "score": 0.8}]', SIZE)[0][0].score == 0.8
+    got, _ = boxes('```json\n[\n  {"bbox_2d": [1, 2, 3, 4], "label": "rope"},\n  {"bbox_2d": [5, 6, 7, 8], '
+                   '"label": "wire"},\n]\n```')
+    assert [g[0] for g in got] == ["rope", "wire"]
+
+
 def test_swapped_corners_fixed_and_out_of_range_clipped():
     got, problems = boxes('[{"bbox_2d": [30, 40, 10, 20], "label": "rope"}, {"bbox_2d": [-5, 10, 1200, 20], '
                           '"label": "wire"}]')

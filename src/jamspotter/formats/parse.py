@@ -284,7 +284,7 @@ def _json_boxes(text: str, out: list[RawBox], problems: list[str]) -> list[tuple
 
 def _label_before(text: str, pos: int) -> str:
     """The words just before `pos` on the same line, without filler words ("rope at" -> "rope")."""
-    line = text[max(0, pos - 200):pos].rsplit("\n", 1)[-1]
+    line = re.sub(r"<[^<>\n]{0,40}>", " ", text[max(0, pos - 200):pos].rsplit("\n", 1)[-1])  # <ref>rope</ref><box>
     line = re.split(r"[.;,()\[\]{}]", line)[-1]
     m = _LABEL_TAIL_RE.search(line)
     if not m:
@@ -308,7 +308,10 @@ def _plain_boxes(text: str, out: list[RawBox], problems: list[str]) -> None:
             label = _label_before(text, m.start())
             if not label:
                 problems.append(f"box at {m.start()} has no label")
-            out.append(RawBox(label, nums, start=m.start()))
+            tail = text[m.end():].split("\n", 1)[0].strip()  # `rope(1,2),(3,4): reason` (Qwen2 text, specials skipped)
+            reason = tail[1:].strip() if tail.startswith(":") else None
+            reason = reason[7:].strip() if reason and reason.lower().startswith("reason:") else reason
+            out.append(RawBox(label, nums, reason or None, start=m.start()))
         text = _mask(text, [m.span() for m in rx.finditer(text)])
 
 
