@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from jamspotter.data.records import BoxObject
 from jamspotter.data.taxonomy import Taxonomy
 from jamspotter.edge.data import load_rgb, to_tensor
 from jamspotter.errors import DataError
-
-
-@dataclass
-class FramePrediction:
-    """What a frame model says about one frame: top class, its confidence, top-k, jam risk, boxes if any."""
-
-    label: str
-    confidence: float
-    top: list[tuple[str, float]]
-    jam_risk: bool
-    detections: list[BoxObject] = field(default_factory=list)
+from jamspotter.line.protocol import FramePrediction
 
 
 def _as_pil(frame: Image.Image | np.ndarray | str | Path) -> Image.Image:
