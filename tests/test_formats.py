@@ -191,6 +191,8 @@ def test_missing_size_is_a_data_error():
 
     with pytest.raises(DataError, match="s1"):
         get_format("qwen3-vl").render_detection(Sample(id="s1", image="i.jpg"))
+    with pytest.raises(DataError, match="aspect ratio"):
+        get_format("qwen2.5-vl").render_detection(Sample(id="s2", image="i.jpg", width=4020, height=20))
 
 
 def test_qwen2_target_tokens_with_real_tokenizer(shared_data):

@@ -190,3 +190,18 @@ def test_cli_parse_prints_json_and_exits_zero():
     assert r.exit_code == 2 and "unknown model family" in r.output
     r = runner.invoke(app, ["parse", "--family", "qwen3-vl", "--image-size", "0", "0"], input="\x00garbage{[")
     assert r.exit_code == 0 and json.loads(r.stdout.splitlines()[0])["objects"] == []
+
+
+def test_cli_parse_reads_processor_folder(tmp_path, shared_data):
+    from typer.testing import CliRunner
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"min_pixels": 3136, "max_pixels": 28 * 28 * 100, "patch_size": 14, "merge_size": 2}))
+    text = '[{"bbox_2d": [0, 0, 140, 140], "label": "rope"}]'
+    runner = CliRunner()
+    args = ["parse", "--family", "qwen2.5-vl", "--image-size", "1280", "720", "--processor"]
+    small = json.loads(runner.invoke(app, [*args, str(tmp_path)], input=text).stdout.splitlines()[0])
+    real = json.loads(runner.invoke(app, [*args, str(shared_data / "qwen_configs" / "Qwen2.5-VL-7B-Instruct")],
+                                    input=text).stdout.splitlines()[0])
+    assert real["input_size"] == [1288, 728] and small["input_size"] == [364, 196]
+    assert small["objects"][0]["bbox"] == pytest.approx([0, 0, 140 * 1280 / 364, 140 * 720 / 196])

@@ -14,7 +14,7 @@ from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, JAM_CLASSES, MATERIAL_CLASSES, Taxonomy
 from jamspotter.errors import DataError
 from jamspotter.formats.parse import RawBox, extract_boxes
-from jamspotter.formats.resize import DEFAULT_PARAMS, ResizeParams
+from jamspotter.formats.resize import DEFAULT_PARAMS, MAX_ASPECT_RATIO, ResizeParams
 
 BoxItem = tuple[str, list[int], str | None]  # (label, box in model coordinates, reason)
 
@@ -90,7 +90,11 @@ class Format:
         """(width, height) of a sample; a missing size is a data error (boxes cannot be converted)."""
         if not sample.width or not sample.height or sample.width <= 0 or sample.height <= 0:
             raise DataError(f"sample {sample.id}: width/height missing, cannot write model coordinates")
-        return int(sample.width), int(sample.height)
+        w, h = int(sample.width), int(sample.height)
+        if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+            raise DataError(f"sample {sample.id}: {w}x{h} has an aspect ratio over {MAX_ASPECT_RATIO}; "
+                            "Qwen-VL processors refuse it (crop or pad the image)")
+        return w, h
 
     def is_jam(self, obj: BoxObject) -> bool:
         """An object's jam risk: its own flag when set, else the taxonomy's answer for its label."""
@@ -98,7 +102,9 @@ class Format:
 
     def prompt_classes(self, objects: Sequence[BoxObject], *, jam_only: bool) -> list[str]:
         """Class names listed in a prompt: the format's classes plus any label of the sample not among them."""
-        base = list(JAM_CLASSES if jam_only else self.classes)
+        base = list(self.classes)
+        if jam_only:
+            base = [c for c in base if self.taxonomy.jam_risk(c)] or list(JAM_CLASSES)
         return base + sorted({o.label for o in objects} - set(base))
 
     def render_boxes(self, objects: Sequence[BoxObject], image_size: tuple[int, int],
