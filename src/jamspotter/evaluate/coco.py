@@ -14,30 +14,35 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jamspotter.data.boxes import xyxy_to_xywh
-from jamspotter.data.records import Sample
+from jamspotter.data.records import BoxObject, Sample
 
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")
 
 
+def _xywh(objs: Sequence[BoxObject]) -> list[list[float]]:
+    """xyxy -> COCO xywh for many boxes at once (the same float arithmetic as `xyxy_to_xywh`)."""
+    b = np.array([o.bbox for o in objs], dtype=np.float64).reshape(-1, 4)
+    b[:, 2:] -= b[:, :2]
+    return b.tolist()
+
+
 def coco_dicts(pairs: Sequence[tuple[Sample, Sample | None]]) -> tuple[dict, list[dict], list[str]]:
     """COCO ground-truth dataset, detection results list and the label of each category id (index + 1)."""
-    labels = sorted({o.label for g, p in pairs for o in g.objects + (p.objects if p else [])})
+    g_rows = [(i, o) for i, (g, _) in enumerate(pairs, 1) for o in g.objects]
+    p_rows = [(i, o) for i, (_, p) in enumerate(pairs, 1) if p for o in p.objects]
+    labels = sorted({o.label for _, o in g_rows} | {o.label for _, o in p_rows})
     cat = {name: i + 1 for i, name in enumerate(labels)}
-    images, anns, dets = [], [], []
-    for img_id, (g, p) in enumerate(pairs, 1):
+    images = []
+    for img_id, (g, _) in enumerate(pairs, 1):
         image = {"id": img_id, "file_name": g.image or g.id}
         if g.width and g.height:
             image.update(width=g.width, height=g.height)
         images.append(image)
-        for o in g.objects:
-            x, y, w, h = xyxy_to_xywh(o.bbox)
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat[o.label], "bbox": [x, y, w, h],
-                         "area": max(w, 0.0) * max(h, 0.0), "iscrowd": 0})
-        for o in p.objects if p else []:
-            dets.append({"image_id": img_id, "category_id": cat[o.label], "bbox": xyxy_to_xywh(o.bbox),
-                         "score": 1.0 if o.score is None else float(o.score)})
+    anns = [{"id": n, "image_id": i, "category_id": cat[o.label], "bbox": b, "area": max(b[2], 0.0) * max(b[3], 0.0),
+             "iscrowd": 0} for n, ((i, o), b) in enumerate(zip(g_rows, _xywh([o for _, o in g_rows]), strict=True), 1)]
+    dets = [{"image_id": i, "category_id": cat[o.label], "bbox": b, "score": 1.0 if o.score is None else float(o.score)}
+            for (i, o), b in zip(p_rows, _xywh([o for _, o in p_rows]), strict=True)]
     gt = {"images": images, "annotations": anns, "categories": [{"id": i, "name": n} for n, i in cat.items()]}
     return gt, dets, labels
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import Taxonomy, canonical_label, normalise
-from jamspotter.evaluate.matching import match_arrays
+from jamspotter.evaluate.matching import match_dataset
 from jamspotter.evaluate.pairing import WarningLog, pair_by_id, prf, ratio
 
 PR_POINTS = 200  # a PR curve in metrics.json is down-sampled to about this many points
@@ -51,11 +52,16 @@ class DetectionEval:
 
 
 def _boxes(objs: Sequence[BoxObject]) -> np.ndarray:
-    return np.array([o.bbox for o in objs], dtype=np.float64).reshape(-1, 4)
+    return np.fromiter(chain.from_iterable(o.bbox for o in objs), np.float64, 4 * len(objs)).reshape(-1, 4)
 
 
-def _is_jam(o: BoxObject, taxonomy: Taxonomy) -> bool:
-    return o.jam_risk if o.jam_risk is not None else taxonomy.jam_risk(o.label)
+def _jam_flags(objs: Sequence[BoxObject], by_label: np.ndarray) -> np.ndarray:
+    """Jam-causing per object: its own `jam_risk` when set, else its label's (precomputed from the taxonomy)."""
+    flags = by_label.copy()
+    own = [o.jam_risk for o in objs]
+    for i in (i for i, v in enumerate(own) if v is not None):
+        flags[i] = own[i]
+    return flags
 
 
 def _pr_curve(scores: np.ndarray, matched: np.ndarray, n_gt: int) -> dict | None:
@@ -83,60 +89,57 @@ def evaluate_detection_run(
     taxonomy = taxonomy or Taxonomy()
     log = WarningLog()
     pairs = pair_by_id(gt, pred, log)
-    gt_labels = sorted({o.label for g, _ in pairs for o in g.objects})
-    labels = sorted(set(gt_labels) | {o.label for _, p in pairs if p for o in p.objects})
+    # Flat arrays over all images: one conversion, one batched matching call per threshold.
+    g_objs = [o for g, _ in pairs for o in g.objects]
+    p_objs = [o for _, p in pairs if p for o in p.objects]
+    g_count = np.array([len(g.objects) for g, _ in pairs], dtype=np.int64)
+    p_count = np.array([len(p.objects) if p else 0 for _, p in pairs], dtype=np.int64)
+    g_img, p_img = np.repeat(np.arange(len(pairs)), g_count), np.repeat(np.arange(len(pairs)), p_count)
+    g_off = np.concatenate([[0], np.cumsum(g_count)])
+    p_off = np.concatenate([[0], np.cumsum(p_count)])
+    g_labels, p_labels = [o.label for o in g_objs], [o.label for o in p_objs]
+    gt_label_set = set(g_labels)
+    labels = sorted(gt_label_set | set(p_labels))
     cls = {name: i for i, name in enumerate(labels)}
-    for name in set(labels) - set(gt_labels):
-        n = sum(o.label == name for _, p in pairs if p for o in p.objects)
-        log.add("prediction_label_not_in_gt", name, n)
-    overrides = set(taxonomy.overrides) | {normalise(k) for k in taxonomy.overrides}
-    for name in gt_labels:
-        if canonical_label(name) is None and name not in overrides and normalise(name) not in overrides:
-            log.add("label_not_in_taxonomy", name)  # counted as not jam-causing unless objects say jam_risk
-
-    thresholds = sorted({iou_threshold, 0.5})
-    images: list[ImageResult] = []
-    keys = ("gt_cls", "gt_jam", "jam_gt_hit", "pred_cls", "pred_jam", "score", "has_score", "iou")
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in (*keys, *(f"m{t}" for t in thresholds))}
-    for g, p in pairs:
-        pobjs = p.objects if p else []
-        g_cls = np.array([cls[o.label] for o in g.objects], dtype=np.int64)
-        p_cls = np.array([cls[o.label] for o in pobjs], dtype=np.int64)
-        scores = np.array([1.0 if o.score is None else o.score for o in pobjs], dtype=np.float64)
-        gb, pb = _boxes(g.objects), _boxes(pobjs)
-        if len(pobjs) > 100:
-            log.add("over_100_predictions_in_image", g.id)  # COCO mAP keeps the 100 best-scored only
-        for t in thresholds:
-            p2g, piou = match_arrays(gb, g_cls, pb, p_cls, scores, t)
-            cols[f"m{t}"].append(p2g >= 0)
-            if t == iou_threshold:
-                images.append(ImageResult(g, p, p2g, piou))
-                cols["iou"].append(piou)
-        g_jam = np.array([_is_jam(o, taxonomy) for o in g.objects], dtype=bool)
-        cols["gt_cls"].append(g_cls)
-        cols["gt_jam"].append(g_jam)
-        cols["jam_gt_hit"].append(g_jam[images[-1].pred_to_gt[images[-1].pred_to_gt >= 0]])
-        cols["pred_cls"].append(p_cls)
-        cols["pred_jam"].append(np.array([_is_jam(o, taxonomy) for o in pobjs], dtype=bool))
-        cols["score"].append(scores)
-        cols["has_score"].append(np.array([o.score is not None for o in pobjs], dtype=bool))
-    a = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    gt_cls, pred_cls = a["gt_cls"].astype(np.int64), a["pred_cls"].astype(np.int64)
-    gt_jam, pred_jam = a["gt_jam"].astype(bool), a["pred_jam"].astype(bool)
+    gt_cls = np.array([cls[x] for x in g_labels], dtype=np.int64)
+    pred_cls = np.array([cls[x] for x in p_labels], dtype=np.int64)
     k = len(labels)
     n_gt_c, n_pred_c = np.bincount(gt_cls, minlength=k), np.bincount(pred_cls, minlength=k)
+    for name in sorted(set(labels) - gt_label_set):
+        log.add("prediction_label_not_in_gt", name, int(n_pred_c[cls[name]]))
+    overrides = set(taxonomy.overrides) | {normalise(x) for x in taxonomy.overrides}
+    for name in sorted(gt_label_set):
+        if canonical_label(name) is None and name not in overrides and normalise(name) not in overrides:
+            log.add("label_not_in_taxonomy", name)  # counted as not jam-causing unless objects say jam_risk
+    has_score = np.array([o.score is not None for o in p_objs], dtype=bool)
+    scores = np.array([1.0 if o.score is None else o.score for o in p_objs], dtype=np.float64)
+    gt_boxes, pred_boxes = _boxes(g_objs), _boxes(p_objs)
+    for i in np.flatnonzero(p_count > 100):
+        log.add("over_100_predictions_in_image", pairs[i][0].id)  # COCO mAP keeps the 100 best-scored only
+    class_jam = np.array([taxonomy.jam_risk(name) for name in labels], dtype=bool)  # once per label, not per box
+    gt_jam, pred_jam = _jam_flags(g_objs, class_jam[gt_cls]), _jam_flags(p_objs, class_jam[pred_cls])
+
+    thresholds = sorted({iou_threshold, 0.5})
+    matched_at: dict[float, np.ndarray] = {}
+    for t in thresholds:
+        p2g, piou = match_dataset(gt_boxes, gt_cls, g_img, pred_boxes, pred_cls, p_img, scores, t)
+        matched_at[t] = p2g >= 0
+        if t == iou_threshold:
+            pred_to_gt, pred_iou = p2g, piou
+    local = np.where(pred_to_gt >= 0, pred_to_gt - g_off[p_img], -1)
+    images = [ImageResult(g, p, local[p_off[i]:p_off[i + 1]], pred_iou[p_off[i]:p_off[i + 1]])
+              for i, (g, p) in enumerate(pairs)]
 
     def counts(matched: np.ndarray) -> dict:
         tp = int(matched.sum())
         return prf(tp, len(pred_cls) - tp, len(gt_cls) - tp)
 
-    matched = a[f"m{iou_threshold}"].astype(bool)
-    ious = a["iou"][matched]
+    matched = matched_at[iou_threshold]
+    ious = pred_iou[matched]
     tp_c = np.bincount(pred_cls[matched], minlength=k)
     iou_sum_c = np.bincount(pred_cls[matched], weights=ious, minlength=k)
-    jam_tp_gt = int(sum(j.sum() for j in cols["jam_gt_hit"]))
+    jam_tp_gt = int(gt_jam[pred_to_gt[matched]].sum())
     jam_tp_pred = int((matched & pred_jam).sum())
-    has_score = a["has_score"].astype(bool)
     n_pred = len(pred_cls)
     metrics: dict = {
         "iou_threshold": iou_threshold,
@@ -146,14 +149,14 @@ def evaluate_detection_run(
         "jam_precision": ratio(jam_tp_pred, int(pred_jam.sum())),
         "jam_counts": {"gt": int(gt_jam.sum()), "pred": int(pred_jam.sum()),
                        "tp_gt": jam_tp_gt, "tp_pred": jam_tp_pred},
-        "by_iou": {f"{t:g}": counts(a[f"m{t}"].astype(bool)) for t in thresholds},
+        "by_iou": {f"{t:g}": counts(matched_at[t]) for t in thresholds},
         "n_images": len(pairs), "n_gt": len(gt_cls), "n_pred": n_pred,
         "score_source": ("model" if n_pred and has_score.all() else
                          "none: every prediction scored 1.0" if not has_score.any() else
                          f"partial: {int((~has_score).sum())} of {n_pred} predictions without score scored 1.0"),
     }
     if has_score.any():
-        metrics["pr_curve"] = _pr_curve(a["score"], matched, len(gt_cls))
+        metrics["pr_curve"] = _pr_curve(scores, matched, len(gt_cls))
     per_class = {}
     for name, i in cls.items():
         tp = int(tp_c[i])
