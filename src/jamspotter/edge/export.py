@@ -4,6 +4,7 @@ fallback, optional INT8 dynamic quantisation; and ONNX Runtime sessions for infe
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -84,16 +85,24 @@ def export_torchscript(module: nn.Module, path: str | Path, example: torch.Tenso
 
 
 def quantize_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
-    """INT8 dynamic quantisation (weights int8, activations quantised on the fly) with onnxruntime."""
+    """INT8 dynamic quantisation (weights int8, activations quantised on the fly) with onnxruntime.
+
+    Smaller file; for convolutional nets ONNX Runtime's dynamic ConvInteger path can be SLOWER than fp32
+    on CPU (benchmarks/bench_edge_latency.py --int8 measures it), so keep fp32 unless size matters.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_path = Path(out_path)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
     os.close(fd)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser warns once per padding Slice it leaves in float
     try:
         quantize_dynamic(str(onnx_path), tmp, weight_type=QuantType.QInt8)
         os.replace(tmp, out_path)
     finally:
+        root.setLevel(level)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out_path

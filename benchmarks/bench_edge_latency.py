@@ -1,0 +1,81 @@
+"""Batch-1 latency of the edge classifier: ONNX Runtime vs PyTorch eager on the same threads.
+
+Target: EfficientNet-Lite0 at 224 px under 10 ms per frame with ONNX Runtime on 2 CPU threads.
+Reports median and p90 over `--iters` runs after warm-up, the ORT/PyTorch speed ratio measured in this
+same run, and (with --int8) the dynamically quantised ONNX model. The load average is printed because
+a shared machine inflates every figure.
+
+    python benchmarks/bench_edge_latency.py [--arch efficientnet-lite0] [--size 224] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from jamspotter.edge.export import export_onnx, max_abs_diff, ort_run, ort_session, quantize_int8
+from jamspotter.edge.models import ARCHS, build_model
+
+
+def timed(fn, iters: int, warmup: int) -> list[float]:  # noqa: ANN001
+    """Milliseconds per call of `fn` over `iters` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def describe(name: str, ms: list[float]) -> str:
+    q = statistics.quantiles(ms, n=10)
+    return f"{name:<22} median {statistics.median(ms):7.2f} ms   p90 {q[-1]:7.2f} ms   min {min(ms):7.2f} ms"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="efficientnet-lite0", choices=ARCHS)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--classes", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--int8", action="store_true", help="also time the INT8 dynamically quantised model")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args.arch, args.classes, pretrained=args.arch == "efficientnet-lite0",
+                        image_size=args.size).eval()
+    x = torch.rand(1, 3, args.size, args.size)
+    print(f"{args.arch} @ {args.size}px, batch 1, {args.threads} threads, torch {torch.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", x)
+        session = ort_session(path, threads=args.threads)
+        print(f"max |ORT - PyTorch| = {max_abs_diff(model, session, x):.2e}")
+        with torch.inference_mode():
+            eager = timed(lambda: model(x), args.iters, args.warmup)
+        xn = x.numpy()
+        ort = timed(lambda: ort_run(session, xn), args.iters, args.warmup)
+        print(describe("PyTorch eager", eager))
+        print(describe("ONNX Runtime fp32", ort))
+        ratio = statistics.median(eager) / statistics.median(ort)
+        print(f"ORT speed-up over PyTorch eager: {ratio:.2f}x  (median ORT {statistics.median(ort):.2f} ms; "
+              f"target <= 10 ms: {'met' if statistics.median(ort) <= 10 else 'NOT met'})")
+        if args.int8:
+            q = ort_session(quantize_int8(path, Path(tmp) / "model.int8.onnx"), threads=args.threads)
+            q_ms = timed(lambda: ort_run(q, xn), args.iters, args.warmup)
+            print(describe("ONNX Runtime int8", q_ms))
+            print(f"INT8 vs fp32 ORT: {statistics.median(ort) / statistics.median(q_ms):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
