@@ -66,6 +66,10 @@ def test_qwen2_token_form_with_reason_and_multiple_boxes():
     assert [(o.label, o.bbox) for o in objs] == [("rope", [200, 200, 600, 400]), ("film", [0, 0, 1000, 500]),
                                                  ("film", [1000, 500, 2000, 1000])]
     assert objs[0].reason == "long and thin"
+    cut = "<|object_ref_start|>rope<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>\n" \
+          "<|object_ref_start|>hose<|object_ref_end|><|box_start|>(5,6),(7,8"
+    objs, problems = q2.parse_detections(cut, (1000, 1000))
+    assert [o.label for o in objs] == ["rope"] and any("truncated" in p for p in problems)
 
 
 def test_plain_text_forms():

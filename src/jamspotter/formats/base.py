@@ -149,8 +149,11 @@ class Format:
             if box_area(bbox) <= 0:
                 problems.append(f"box at {r.start} has zero area")
             label = r.label or "object"
-            out.append(BoxObject(label=label, bbox=bbox, jam_risk=self.taxonomy.jam_risk(label), score=r.score,
-                                 reason=r.reason, attributes=r.extra))
+            try:
+                out.append(BoxObject(label=label, bbox=bbox, jam_risk=self.taxonomy.jam_risk(label), score=r.score,
+                                     reason=r.reason, attributes=r.extra))
+            except ValueError as e:  # pydantic's ValidationError; model text must never crash the caller
+                problems.append(f"box at {r.start} dropped: {str(e).splitlines()[0]}")
         return out, problems
 
     def parse_detections(
@@ -160,16 +163,16 @@ class Format:
         try:
             w, h = (int(v) for v in image_size)
             if w <= 0 or h <= 0:
-                raise ValueError
+                raise ValueError("sizes must be positive")
             if input_size is not None:
                 rw, rh = (int(v) for v in input_size)
                 if rw <= 0 or rh <= 0:
-                    raise ValueError
+                    raise ValueError("sizes must be positive")
                 input_size = (rw, rh)
             elif not self.relative:
                 input_size = self.input_size(w, h)
-        except (TypeError, ValueError):
-            return [], [f"invalid image_size {image_size!r} / input_size {input_size!r}"]
+        except (TypeError, ValueError) as e:
+            return [], [f"cannot use image_size {image_size!r} / input_size {input_size!r}: {e}"]
         raw, problems = extract_boxes(text)
         boxes, more = self.boxes_from_raw(raw, (w, h), input_size)
         return boxes, problems + more

@@ -111,7 +111,10 @@ def _token_boxes(text: str, out: list[RawBox], problems: list[str]) -> list[tupl
             continue
         nums = _finite(_NUM_RE.findall(m.group("body")))
         if m.group("end") is None:
-            problems.append(f"box at {m.start()} has no <|box_end|> (truncated output?)")
+            if m.end() >= len(text.rstrip()):  # cut off mid-box: its last number may be incomplete
+                problems.append(f"box at {m.start()} cut off before <|box_end|> (truncated output): dropped")
+                continue
+            problems.append(f"box at {m.start()} has no <|box_end|>")
         if nums is None or len(nums) != 4:
             kind = "a point" if nums is not None and len(nums) == 2 else f"{len(nums or [])} numbers"
             problems.append(f"box at {m.start()} ignored: {kind} instead of (x1,y1),(x2,y2)")
@@ -230,8 +233,17 @@ def _item_from_dict(d: dict[str, Any], start: int, problems: list[str]) -> RawBo
     score_v = next((lower[k] for k in SCORE_KEYS if k in lower), None)
     score = _finite([score_v]) if score_v is not None else None
     used = {box_key, "reason", *LABEL_KEYS, *SCORE_KEYS}
-    extra = {str(k): v for k, v in d.items() if str(k).lower() not in used}
+    extra = {str(k): v for k, v in d.items() if str(k).lower() not in used and _jsonable(v)}
     return RawBox(label, nums, str(reason).strip() if reason else None, score[0] if score else None, start, extra)
+
+
+def _jsonable(v: Any) -> bool:
+    """Extra keys are kept only when they survive JSON (literal_eval can produce bytes, sets, complex)."""
+    try:
+        json.dumps(v, allow_nan=False)
+        return True
+    except (TypeError, ValueError, RecursionError):
+        return False
 
 
 def _walk(v: Any, start: int, out: list[RawBox], problems: list[str], depth: int = 0) -> int:
