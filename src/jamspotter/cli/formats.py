@@ -36,8 +36,8 @@ def augment(
     samples = read_samples(src)
     new = augment_samples(samples, kind_list, per_image, seed)
     out_dir = out or src.parent.with_name(src.parent.name + "-augmented")
-    if out_dir.resolve() == src.parent.resolve() and not only_new:
-        raise JamspotterError(f"--out {out_dir} is the input folder; choose another folder")
+    if (out_dir / "samples.jsonl").resolve() == src.resolve():
+        raise JamspotterError(f"--out {out_dir} would overwrite the input {src}; choose another folder")
     rebased = [_rebase(s, src.parent, out_dir) for s in ([] if only_new else samples) + new]
     n = write_samples(out_dir / "samples.jsonl", rebased)
     by_kind: dict[str, int] = {}
