@@ -99,3 +99,25 @@ def test_simulate_cli_with_sweep(tmp_path):
     assert [r["recall"] for r in sweep] == [i / 10 for i in range(11)]
     assert sweep[0]["savings_per_day"] == 0 and sweep[-1]["jams_per_day"] <= sweep[0]["jams_per_day"]
     assert (out / "recall_sweep.png").stat().st_size > 1000
+
+
+def test_sweep_assumptions(tmp_path, cfg):
+    from jamspotter.cli import app
+    from jamspotter.line.twin import sweep
+
+    det = DetectorSpec(recall=0.8, precision=0.8)
+    rows = sweep(cfg, det, "tangler_scale", [0.0, 1.0, 2.0], hours=160, replications=2)
+    assert rows[0]["baseline_jams_per_day"] == 0 and rows[2]["baseline_jams_per_day"] > rows[1]["baseline_jams_per_day"]
+    with pytest.raises(DataError, match="cannot sweep"):
+        sweep(cfg, det, "colour", [1.0], hours=1)
+    with pytest.raises(DataError, match="wraps_to_jam"):
+        sweep(cfg, det, "wraps_to_jam", [0], hours=1)
+
+    out = tmp_path / "s"
+    res = CliRunner().invoke(app, ["line", "simulate", "--hours", "24", "--sweep", "wraps_to_jam=5,20",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "wraps_to_jam_sweep.json").read_text())
+    assert [r["wraps_to_jam"] for r in data["rows"]] == [5, 20] and (out / "wraps_to_jam_sweep.png").is_file()
+    res = CliRunner().invoke(app, ["line", "simulate", "--hours", "1", "--sweep", "crew=a", "--out", str(out)])
+    assert res.exit_code == 2 and "NAME=v1" in res.output

@@ -20,6 +20,8 @@ def simulate_cmd(
     seed: int = typer.Option(0, "--seed"),
     replications: int = typer.Option(1, "--replications", min=1, help="Runs (seeds seed..seed+R-1) to average."),
     sweep_recall: bool = typer.Option(False, "--sweep-recall", help="Also sweep recall 0..1 (JSON + PNG)."),
+    sweep_params: list[str] = typer.Option(None, "--sweep", help="NAME=v1,v2,... : sweep a line or detector field "
+                                           "(e.g. wraps_to_jam=5,10,20, tangler_scale=0.5,1,2); repeatable."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
 ) -> None:
     """Throughput, jams, downtime, tons recovered and cost with vs. without the detector."""
@@ -28,8 +30,7 @@ def simulate_cmd(
 
     from jamspotter.data.io import write_json
     from jamspotter.line.config import DetectorSpec, detector_from_metrics, load_line_config
-    from jamspotter.line.twin import compare, plot_sweep
-    from jamspotter.line.twin import sweep_recall as run_sweep
+    from jamspotter.line.twin import compare, plot_sweep, sweep
 
     cfg = load_line_config(config)
     if detector_metrics is not None:
@@ -57,13 +58,23 @@ def simulate_cmd(
     console = Console()
     console.print(table)
 
-    if sweep_recall:
-        recalls = [i / 10 for i in range(11)]
-        rows = run_sweep(cfg, det, hours, recalls, seed, max(replications, 5))
-        write_json(out / "recall_sweep.json", {"hours": hours, "seed": seed, "detector": det.model_dump(),
-                                              "baseline": report["without_detector"], "rows": rows})
-        plot_sweep(rows, str(out / "recall_sweep.png"), report["without_detector"]["jams_per_day"])
-        console.print(f"recall sweep: {out / 'recall_sweep.json'}, {out / 'recall_sweep.png'}")
+    sweeps = [("recall", [i / 10 for i in range(11)])] if sweep_recall else []
+    for spec in sweep_params or []:
+        name, _, values = spec.partition("=")
+        try:
+            sweeps.append((name.strip(), [float(v) for v in values.split(",") if v.strip()]))
+        except ValueError:
+            raise JamspotterError(f"--sweep {spec!r}: want NAME=v1,v2,... with numbers") from None
+        if not sweeps[-1][1]:
+            raise JamspotterError(f"--sweep {spec!r}: no values")
+    for name, values in sweeps:
+        rows = sweep(cfg, det, name, values, hours, seed, max(replications, 5))
+        stem = f"{name}_sweep"
+        write_json(out / f"{stem}.json", {"param": name, "hours": hours, "seed": seed,
+                                          "replications": max(replications, 5), "detector": det.model_dump(),
+                                          "rows": rows})
+        plot_sweep(rows, str(out / f"{stem}.png"), name)
+        console.print(f"{name} sweep: {out / (stem + '.json')}, {out / (stem + '.png')}")
     console.print(f"wrote {out / 'simulation.json'}")
 
 

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
+from pydantic import ValidationError
 
+from jamspotter.data.io import validation_message
+from jamspotter.errors import DataError
 from jamspotter.line.config import DetectorSpec, LineConfig
 
 STREAMS = ("arrivals", "wraps", "clearing", "detector", "false_flags")
@@ -221,24 +224,56 @@ def compare(config: LineConfig, detector: DetectorSpec, hours: float, seed: int 
     return {"without_detector": base, "with_detector": det, "difference": delta}
 
 
-def sweep_recall(config: LineConfig, detector: DetectorSpec, hours: float, recalls: Iterable[float],
-                 seed: int = 0, replications: int = 10) -> list[dict[str, float]]:
-    """Jams, downtime and savings per day as recall varies (precision and latency held at `detector`'s)."""
+DETECTOR_FIELDS = ("recall", "precision", "latency_s")
+
+
+def with_param(config: LineConfig, detector: DetectorSpec, name: str, value: float
+               ) -> tuple[LineConfig, DetectorSpec]:
+    """Config and detector with one parameter changed: a LineConfig field, a detector field, or
+    `tangler_scale` (multiplies every item's per_ton)."""
+    if name not in (*DETECTOR_FIELDS, "tangler_scale", *LineConfig.model_fields) or name in ("items", "detector"):
+        raise DataError(f"cannot sweep {name!r}: use a numeric line field, {', '.join(DETECTOR_FIELDS)} "
+                        "or tangler_scale")
+    try:
+        if name in DETECTOR_FIELDS:
+            return config, DetectorSpec.model_validate({**detector.model_dump(), name: value})
+        if name == "tangler_scale":
+            if value < 0:
+                raise DataError(f"tangler_scale must be >= 0, got {value}")
+            items = [i.model_copy(update={"per_ton": i.per_ton * value}) for i in config.items]
+            return config.model_copy(update={"items": items}), detector
+        value = int(value) if isinstance(getattr(config, name), int) else float(value)
+        return LineConfig.model_validate({**config.model_dump(), name: value}), detector
+    except ValidationError as e:
+        raise DataError(f"sweep {name}={value}: {validation_message(e)}") from None
+
+
+def sweep(config: LineConfig, detector: DetectorSpec, name: str, values: Iterable[float], hours: float,
+          seed: int = 0, replications: int = 10) -> list[dict[str, float]]:
+    """Per value of one parameter: jams, downtime and cost per day without and with the detector, and savings."""
     seeds = list(range(seed, seed + replications))
-    base = mean_summary((simulate(config, None, hours, s) for s in seeds), config.shift_hours_per_day)
     rows = []
-    for recall in recalls:
-        det = detector.model_copy(update={"recall": float(recall)})
-        m = mean_summary((simulate(config, det, hours, s) for s in seeds), config.shift_hours_per_day)
-        rows.append({"recall": float(recall), "precision": det.precision, "jams_per_day": m["jams_per_day"],
-                     "downtime_h_per_day": m["downtime_h_per_day"], "cost_per_day": m["cost_per_day"],
-                     "savings_per_day": base["cost_per_day"] - m["cost_per_day"],
+    for value in values:
+        cfg, det = with_param(config, detector, name, value)
+        base = mean_summary((simulate(cfg, None, hours, s) for s in seeds), cfg.shift_hours_per_day)
+        m = mean_summary((simulate(cfg, det, hours, s) for s in seeds), cfg.shift_hours_per_day)
+        rows.append({name: float(value), "recall": det.recall, "precision": det.precision,
+                     "baseline_jams_per_day": base["jams_per_day"], "jams_per_day": m["jams_per_day"],
+                     "baseline_downtime_h_per_day": base["downtime_h_per_day"],
+                     "downtime_h_per_day": m["downtime_h_per_day"], "baseline_cost_per_day": base["cost_per_day"],
+                     "cost_per_day": m["cost_per_day"], "savings_per_day": base["cost_per_day"] - m["cost_per_day"],
                      "tons_recovered_per_day": m["tons_recovered_per_day"], "false_picks": m["false_picks"]})
     return rows
 
 
-def plot_sweep(rows: list[dict[str, float]], path: str, baseline_jams_per_day: float | None = None) -> None:
-    """Two panels against recall: jams/day and savings/day (PNG, written atomically)."""
+def sweep_recall(config: LineConfig, detector: DetectorSpec, hours: float, recalls: Iterable[float],
+                 seed: int = 0, replications: int = 10) -> list[dict[str, float]]:
+    """Jams, downtime and savings per day as recall varies (precision and latency held at `detector`'s)."""
+    return sweep(config, detector, "recall", recalls, hours, seed, replications)
+
+
+def plot_sweep(rows: list[dict[str, float]], path: str, param: str = "recall") -> None:
+    """Two panels against the swept parameter: jams/day (with and without detector) and savings/day (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,16 +281,16 @@ def plot_sweep(rows: list[dict[str, float]], path: str, baseline_jams_per_day: f
 
     from jamspotter.data.io import atomic_write
 
-    x = [r["recall"] for r in rows]
+    x = [r[param] for r in rows]
+    label = "detector recall on jam classes" if param == "recall" else param
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(x, [r["jams_per_day"] for r in rows], marker="o")
-    if baseline_jams_per_day is not None:
-        a.axhline(baseline_jams_per_day, ls="--", c="grey", label="no detector")
-        a.legend()
-    a.set(xlabel="detector recall on jam classes", ylabel="wrap stops per day", title="Jams")
+    a.plot(x, [r["jams_per_day"] for r in rows], marker="o", label="with detector")
+    a.plot(x, [r["baseline_jams_per_day"] for r in rows], ls="--", c="grey", label="no detector")
+    a.legend()
+    a.set(xlabel=label, ylabel="wrap stops per day", title="Jams")
     b.plot(x, [r["savings_per_day"] for r in rows], marker="o", c="tab:green")
     b.axhline(0, c="grey", lw=0.8)
-    b.set(xlabel="detector recall on jam classes", ylabel="$ saved per day", title="Savings vs. no detector")
+    b.set(xlabel=label, ylabel="$ saved per day", title="Savings vs. no detector")
     fig.tight_layout()
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)
