@@ -51,6 +51,8 @@ class DataConfig(_Section):
         True, description="train on `qa` turns (think/answer with crop tool calls) when samples have them")
     clips: bool = Field(True, description="train on clips (video/frames) when samples have them")
     clip_frames: int = Field(8, ge=2, description="frames sampled from a clip (even; decoded with av)")
+    classes: list[str] | None = Field(
+        None, description="class names the detection prompt lists (null: the jamspotter taxonomy)")
     jam_only: bool = Field(False, description="detection targets list only jam-causing classes (with reasons)")
 
     @model_validator(mode="after")
@@ -210,6 +212,13 @@ def check_model_family(cfg: SFTRunConfig, source: str = "config") -> None:
     """A local model folder must match `model.family`; hub ids are checked at load time."""
     from jamspotter.models.loading import detect_family
 
+    if cfg.model.name.startswith("tiny:"):
+        from jamspotter.models.families import check_family
+
+        tiny = check_family(cfg.model.name.removeprefix("tiny:"))
+        if cfg.model.family not in ("auto", tiny):
+            raise JamspotterError(f"{source}: model.family is {cfg.model.family} but the model is a tiny {tiny}")
+        return
     local = Path(cfg.model.name)
     if cfg.model.family == "auto" or not (local / "config.json").is_file():
         return

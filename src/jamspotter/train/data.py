@@ -158,15 +158,15 @@ def assistant_labels(input_ids: Any, tokenizer: Any) -> Any:
     im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     vision = torch.tensor([tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS])
-    assistant_ids = set(tokenizer.encode("assistant", add_special_tokens=False))
+    header = tokenizer.encode("assistant", add_special_tokens=False)  # may be several tokens (small BPE)
     newline_ids = {i for i in tokenizer.encode("\n\n\n", add_special_tokens=False)} | set(
         tokenizer.encode("\n", add_special_tokens=False))
     labels = torch.full_like(input_ids, IGNORE_INDEX)
     for b, row in enumerate(input_ids.tolist()):
         i, n = 0, len(row)
         while i < n:
-            if row[i] == im_start and i + 1 < n and row[i + 1] in assistant_ids:
-                j = i + 2
+            if row[i] == im_start and row[i + 1:i + 1 + len(header)] == header:
+                j = i + 1 + len(header)
                 while j < n and row[j] in newline_ids:
                     j += 1
                 k = j

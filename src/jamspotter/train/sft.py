@@ -51,12 +51,26 @@ def split_samples(cfg: SFTRunConfig) -> tuple[list[Sample], Path, list[Sample], 
     return train, train_path.parent, [], train_path.parent
 
 
+def resolve_model_name(cfg: SFTRunConfig) -> str:
+    """`tiny:<family>` builds (once) a tiny random model of that family under output_dir; else the name as is."""
+    name = cfg.model.name
+    if not name.startswith("tiny:"):
+        return name
+    from jamspotter.models.tiny import build_tiny_model
+
+    family = name.removeprefix("tiny:")
+    folder = Path(cfg.train.output_dir) / f"base-tiny-{family}"
+    if not (folder / "config.json").is_file():
+        build_tiny_model(family, folder, seed=cfg.train.seed)
+    return str(folder)
+
+
 def prepare_model(cfg: SFTRunConfig) -> tuple[Any, Any, str]:
     """Load the base model and processor, then wire LoRA / QLoRA / full training as configured."""
     from jamspotter.models import apply_lora, freeze_parts, load_model
 
     model, processor = load_model(
-        cfg.model.name, family=cfg.model.family, quantization=cfg.quantization, dtype=cfg.model.dtype,
+        resolve_model_name(cfg), family=cfg.model.family, quantization=cfg.quantization, dtype=cfg.model.dtype,
         attn=cfg.model.attn, min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels,
     )
     family = model.jamspotter_family
@@ -116,7 +130,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
 
     train, train_root, held_out, eval_root = split_samples(cfg)
     model, processor, family = prepare_model(cfg)
-    fmt = get_format(family, processor=processor)
+    fmt = get_format(family, processor=processor, classes=cfg.data.classes)
     examples = expand_examples(train, train_root, cfg.data, seed=cfg.train.seed)
     train_ds = datasets.Dataset.from_list([example_to_row(e) for e in examples])
     eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
