@@ -9,6 +9,7 @@ from jamspotter.cli.app import app
 # Each module adds commands to the groups in `jamspotter.cli.app` when imported.
 COMMAND_MODULES: tuple[str, ...] = (
     "jamspotter.cli.data",
+    "jamspotter.cli.train",
     "jamspotter.cli.synth",
     "jamspotter.cli.eval",
     "jamspotter.cli.formats",
