@@ -288,3 +288,47 @@ def test_pr_curve_ends_at_overall_precision_and_recall():
     assert pr["precision"][-1] == pytest.approx(r.metrics["precision"])
     assert all(a >= b for a, b in zip(pr["score"], pr["score"][1:], strict=False))
     assert "map" not in r.metrics
+
+
+def test_map_equals_pycocotools_on_real_taco_file(shared_data, tmp_path):
+    """A real COCO file (TACO: image and category ids from 0, 60 categories, areas from polygons) read by pycocotools.
+
+    TACO repeats two annotation ids; pycocotools indexes annotations by id, so a repeated id silently swaps
+    one box for another. The copy given to pycocotools gets unique annotation ids (our evaluator numbers its own).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    data = json.loads((shared_data / "taco_annotations" / "annotations.json").read_text())
+    for n, a in enumerate(data["annotations"], 1):
+        a["id"] = n
+    (tmp_path / "taco.json").write_text(json.dumps(data))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(tmp_path / "taco.json"))
+    img_ids = sorted(coco_gt.getImgIds())[:400]
+    rng = np.random.default_rng(5)
+    cat_ids = coco_gt.getCatIds()
+    dets = []
+    for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids)):
+        if rng.random() < 0.8:
+            x, y, w, h = a["bbox"]
+            jit = rng.normal(0, 0.08, 4) * [w, h, w, h]
+            cat = a["category_id"] if rng.random() < 0.8 else int(rng.choice(cat_ids))
+            dets.append({"image_id": a["image_id"], "category_id": cat, "score": float(rng.random()),
+                         "bbox": [float(x + jit[0]), float(y + jit[1]), float(max(1.0, w + jit[2])),
+                                  float(max(1.0, h + jit[3]))]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
+        ev.params.imgIds = img_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    names = {c["id"]: c["name"] for c in coco_gt.loadCats(cat_ids)}
+    gt = [Sample(id=str(i), objects=[{"label": names[a["category_id"]], "bbox": xywh_to_xyxy(a["bbox"])}
+                                     for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[i]))]) for i in img_ids]
+    pred = [Sample(id=str(i), objects=[{"label": names[d["category_id"]], "bbox": xywh_to_xyxy(d["bbox"]),
+                                        "score": d["score"]} for d in dets if d["image_id"] == i]) for i in img_ids]
+    m = evaluate_detections(gt, pred)
+    assert m["map"] == pytest.approx(ev.stats[0], abs=1e-9)
+    assert m["map50"] == pytest.approx(ev.stats[1], abs=1e-9)
+    assert 0.2 < m["map50"] < 0.95
