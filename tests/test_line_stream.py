@@ -124,3 +124,31 @@ def test_run_cli_on_folder_and_synth(tmp_path, edge_checkpoint):
     res = runner.invoke(app, ["line", "run", "--source", "folder", "--model", str(edge_checkpoint),
                               "--out", str(tmp_path / "o3")])
     assert res.exit_code == 2 and "needs --input" in res.output
+
+
+def test_vlm_adapter_maps_detections_to_frame_predictions(tmp_path):
+    from types import SimpleNamespace
+
+    from jamspotter.data.records import BoxObject
+    from jamspotter.line.vlm import CLEAR, DetectorFrameModel
+
+    answers = [
+        SimpleNamespace(detections=[BoxObject(label="rope", bbox=[0, 0, 4, 4]),
+                                    BoxObject(label="paper", bbox=[1, 1, 2, 2])], problems=[]),
+        SimpleNamespace(detections=[BoxObject(label="paper", bbox=[1, 1, 2, 2])], problems=[]),
+        SimpleNamespace(detections=[BoxObject(label="plastic bag", bbox=[0, 0, 3, 3], score=0.7)],
+                        problems=["unclosed fence"]),
+    ]
+
+    class FakeDetector:
+        def detect(self, images, batch_size=1):
+            return [answers.pop(0) for _ in images]
+
+    model = DetectorFrameModel(FakeDetector())
+    assert isinstance(model, FrameModel)
+    report = run_stream(iter(_frames([0, 0, 0])), model, tmp_path / "o", StreamConfig(threshold=0.5, review_below=0.5),
+                        tmp_path / "q")
+    rows = [json.loads(x) for x in (tmp_path / "o" / "frames.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == ["rope", CLEAR, "plastic bag"]
+    assert [r["alert"] for r in rows] == [True, False, False]  # frame 2: repaired answer -> confidence 0
+    assert len(rows[0]["detections"]) == 2 and report["review"] == 1

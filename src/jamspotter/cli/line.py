@@ -81,7 +81,8 @@ def simulate_cmd(
 @line_app.command("run")
 def run_cmd(
     source: str = typer.Option(..., "--source", help="folder | clip | synth"),
-    model: Path = typer.Option(..., "--model", help="Edge model: model.onnx or a checkpoint folder."),
+    model: Path = typer.Option(..., "--model", help="Edge model (model.onnx or checkpoint folder) or a Qwen-VL "
+                               "hub id / folder (slow: a VLM call per frame)."),
     input_path: Path = typer.Option(None, "--input", help="Image folder (folder) or video file (clip)."),
     frames: int = typer.Option(50, "--frames", min=1, help="Number of synthetic frames (synth)."),
     interval: float = typer.Option(0.5, "--interval", min=0.0, help="Seconds of belt time between frames."),
@@ -107,13 +108,15 @@ def run_cmd(
         raise JamspotterError(f"{input_path}: not a folder")
     if source == "clip" and not input_path.is_file():
         raise JamspotterError(f"{input_path}: no such clip")
-    if model.suffix != ".onnx" and not (model / "model.safetensors").is_file() and model.suffix != ".safetensors":
-        # A VLM Detector plugs in through jamspotter.line.protocol.FrameModel; the CLI wires edge models only.
-        raise JamspotterError(f"{model}: not an edge model (model.onnx or a checkpoint folder); VLM models are "
-                              "not wired into `line run` yet")
-    from jamspotter.edge.predict import EdgeClassifier
+    is_edge = model.suffix in (".onnx", ".safetensors") or (model / "model.safetensors").is_file()
+    if is_edge:
+        from jamspotter.edge.predict import EdgeClassifier
 
-    clf = EdgeClassifier(model)
+        clf = EdgeClassifier(model)
+    else:  # a Qwen-VL hub id or folder, through jamspotter.infer.Detector
+        from jamspotter.line.vlm import load_vlm_frame_model
+
+        clf = load_vlm_frame_model(str(model))
     stream = (folder_frames(input_path, interval) if source == "folder"
               else clip_frames(input_path, interval) if source == "clip"
               else synth_frames(frames, interval, seed))
