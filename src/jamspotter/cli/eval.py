@@ -49,6 +49,7 @@ def detection(
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="Processor max_pixels used at inference."),
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: jam_risk} overrides."),
     gallery: int = typer.Option(50, "--gallery", min=0, help="At most this many images in gallery.html."),
+    coco_map: bool = typer.Option(True, "--map/--no-map", help="COCO mAP through pycocotools (slow on big sets)."),
 ) -> None:
     """Precision/recall/F1, mean IoU, jam-class recall and COCO mAP of predicted boxes."""
     from rich.console import Console
@@ -63,8 +64,9 @@ def detection(
         raise JamspotterError("--raw needs --family (qwen2-vl, qwen2.5-vl or qwen3-vl)")
     samples, root = _load_gt(gt)
     preds = load_predictions(pred, "detection", samples, root, family, raw, min_pixels, max_pixels)
-    with Console(stderr=True).status(f"matching {len(samples)} images and running COCOeval ..."):
-        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy))
+    what = " and running COCOeval" if coco_map else ""
+    with Console(stderr=True).status(f"matching {len(samples)} images{what} ..."):
+        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map)
         metrics = write_detection_report(ev, out, root, gallery)
     _print("detection", metrics, out)
 

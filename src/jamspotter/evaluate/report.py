@@ -32,7 +32,7 @@ def fmt(v: object) -> str:
 def headline(task: str, m: dict) -> list[tuple[str, str]]:
     """(name, value) rows of the numbers people ask first; shared by summary.md and the terminal table."""
     if task == "detection":
-        t = fmt(m["iou_threshold"])
+        t = f"{m['iou_threshold']:g}"
         rows = [(f"precision @IoU {t}", fmt(m["precision"])), (f"recall @IoU {t}", fmt(m["recall"])),
                 (f"F1 @IoU {t}", fmt(m["f1"])), ("TP / FP / FN", f"{m['tp']} / {m['fp']} / {m['fn']}")]
         if m["iou_threshold"] != 0.5 and "0.5" in m["by_iou"]:
@@ -147,22 +147,31 @@ def plot_sequences(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], names: S
 
 def _draw(img_path: Path, result: ImageResult, out: Path) -> None:
     """Draw matched GT (green), misses (red) and false positives (orange) on the image; save as JPEG."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     with Image.open(img_path) as im:
         im = im.convert("RGB")
     draw = ImageDraw.Draw(im)
     lw = max(2, round(max(im.size) / 300))
+    font = ImageFont.load_default(size=max(11, round(max(im.size) / 50)))
+
+    def tag(xy: tuple[float, float], text: str, colour: tuple[int, int, int]) -> None:
+        box = draw.textbbox(xy, text, font=font)
+        draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=colour)
+        draw.text(xy, text, fill=(0, 0, 0), font=font)
+
     missed = set(result.misses)
     for i, o in enumerate(result.gt.objects):
         draw.rectangle(o.bbox, outline=RED if i in missed else GREEN, width=lw)
-        if i in missed:
-            draw.text((o.bbox[0] + 2, o.bbox[1] + 2), f"miss: {o.label}", fill=RED)
+    for i in result.false_positives:
+        draw.rectangle(result.pred_objects[i].bbox, outline=ORANGE, width=lw)
+    for i in sorted(missed):  # labels last, so boxes never hide them
+        o = result.gt.objects[i]
+        tag((o.bbox[0] + lw, o.bbox[1] + lw), f"miss {o.label}", RED)
     for i in result.false_positives:
         o = result.pred_objects[i]
-        draw.rectangle(o.bbox, outline=ORANGE, width=lw)
         score = "" if o.score is None else f" {o.score:.2f}"
-        draw.text((o.bbox[0] + 2, max(0, o.bbox[3] - 12)), f"FP: {o.label}{score}", fill=ORANGE)
+        tag((o.bbox[0] + lw, max(0.0, o.bbox[3] - font.size - 2 * lw)), f"FP {o.label}{score}", ORANGE)
     with atomic_write(out, "wb") as fh:
         im.save(fh, format="JPEG", quality=85)
 
@@ -208,16 +217,18 @@ def error_gallery(ev: DetectionEval, gt_root: Path | None, out_dir: Path, limit:
     return out_dir / "gallery.html"
 
 
-def _summary(task: str, m: dict, figures: Sequence[Path], out_dir: Path, extra: Sequence[str] = ()) -> None:
+def _summary(task: str, m: dict, figures: Sequence[Path], out_dir: Path, extra: Sequence[str] = (),
+             tail: Sequence[str] = ()) -> None:
     lines = [f"# jamspotter {task} evaluation", ""] + _table(["metric", "value"], headline(task, m)) + [""]
-    lines += list(extra)
+    lines += ["n/a means undefined (nothing predicted or nothing to find), never 0. All numbers: metrics.json.", ""]
     if m["warnings"]:
         lines += ["## Warnings (counted, nothing dropped silently)", ""]
         lines += _table(["warning", "count", "examples"], [
             (k, v, "; ".join(m["warning_examples"].get(k, [])[:3])) for k, v in m["warnings"].items()]) + [""]
-    lines += ["n/a means undefined (nothing predicted or nothing to find), never 0.", ""]
+    lines += list(extra)
     if figures:
         lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
+    lines += list(tail)
     with atomic_write(out_dir / "summary.md") as fh:
         fh.write("\n".join(lines))
 
@@ -243,10 +254,15 @@ def write_detection_report(ev: DetectionEval, out_dir: str | Path, gt_root: str 
     extra = ["## Per class", ""] + _table(
         ["class", "GT", "pred", "precision", "recall", "F1", "mean IoU", "AP", "AP50", "jam"], rows) + [""]
     extra += ["Matching: greedy one-to-one by IoU with class agreement, highest score first. "
-              "mAP from pycocotools (COCOeval, bbox, maxDets 100).", "", "[Error gallery](gallery.html)", ""]
-    if coco:
-        extra += ["## pycocotools summary", "", "```", coco.rstrip(), "```", ""]
-    _summary("detection", m, figures, out_dir, extra)
+              "mAP from pycocotools (COCOeval, bbox, maxDets 100)." if "map" in m else
+              "Matching: greedy one-to-one by IoU with class agreement, highest score first. mAP not computed.", ""]
+    if not m["n_pred"] or m["score_source"] != "model":
+        extra += ["Predictions without a model score count as 1.0: they are unranked, so mAP and the PR curve treat "
+                  "them as tied (pycocotools breaks ties by image order).", ""]
+    extra += ["[Error gallery](gallery.html)", ""]
+    stats = [line for line in (coco or "").splitlines() if line.lstrip().startswith("Average")]
+    tail = ["## pycocotools summary", "", "```", *stats, "```", ""] if stats else []
+    _summary("detection", m, figures, out_dir, extra, tail)
     write_json(out_dir / "metrics.json", m)
     return m
 
