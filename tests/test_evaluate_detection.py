@@ -332,3 +332,15 @@ def test_map_equals_pycocotools_on_real_taco_file(shared_data, tmp_path):
     assert m["map"] == pytest.approx(ev.stats[0], abs=1e-9)
     assert m["map50"] == pytest.approx(ev.stats[1], abs=1e-9)
     assert 0.2 < m["map50"] < 0.95
+
+
+def test_degenerate_and_crowd_boxes_are_counted_and_consistent_with_coco():
+    gt = [S("a", ("rope", [0, 0, 10, 10]), ("rope", [5, 5, 5, 9]))]
+    gt[0].objects[0].iscrowd = True
+    pred = [S("a", ("rope", [0, 0, 10, 10], 0.9), ("rope", [10, 10, 0, 0], 0.95))]  # the top-scored box is inverted
+    m = evaluate_detections(gt, pred)
+    assert (m["tp"], m["fp"], m["fn"]) == (1, 1, 1)
+    assert m["warnings"] == {"crowd_gt_counted_as_object": 1, "gt_box_without_area": 1,
+                             "prediction_box_without_area": 1}
+    # COCO: recall 0.5 at precision 1/2 (the inverted box ranks first and is a false positive, not ignored)
+    assert m["map50"] == pytest.approx(0.5 * 51 / 101)

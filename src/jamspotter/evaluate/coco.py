@@ -1,7 +1,8 @@
 """COCO mAP@[.5:.95] and mAP@.5 through pycocotools, with the COCO objects built in memory.
 
 Image ids are 1..N in ground-truth order and category ids 1..K over the sorted union of labels, the
-same for ground truth and detections. Ground-truth areas are box areas and iscrowd is 0. A run
+same for ground truth and detections. Annotation ids start at 1 and are unique (pycocotools treats
+id 0 as "unmatched" and indexes annotations by id). Ground-truth areas are box areas and iscrowd is 0. A run
 with no detections at all still goes through COCOeval (loadRes cannot take an empty list, so the
 empty result set is built directly). pycocotools' prints are captured.
 """
@@ -21,9 +22,13 @@ STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
 
 
 def _xywh(objs: Sequence[BoxObject]) -> list[list[float]]:
-    """xyxy -> COCO xywh for many boxes at once (the same float arithmetic as `xyxy_to_xywh`)."""
+    """xyxy -> COCO xywh for many boxes at once (the arithmetic of `xyxy_to_xywh`).
+
+    Inverted boxes get width/height 0, as `iou_matrix` sees them; a negative COCO area would otherwise fall
+    outside every area range and pycocotools would ignore the box instead of counting it as a false positive.
+    """
     b = np.array([o.bbox for o in objs], dtype=np.float64).reshape(-1, 4)
-    b[:, 2:] -= b[:, :2]
+    b[:, 2:] = np.maximum(b[:, 2:] - b[:, :2], 0.0)
     return b.tolist()
 
 
@@ -39,7 +44,7 @@ def coco_dicts(pairs: Sequence[tuple[Sample, Sample | None]]) -> tuple[dict, lis
         if g.width and g.height:
             image.update(width=g.width, height=g.height)
         images.append(image)
-    anns = [{"id": n, "image_id": i, "category_id": cat[o.label], "bbox": b, "area": max(b[2], 0.0) * max(b[3], 0.0),
+    anns = [{"id": n, "image_id": i, "category_id": cat[o.label], "bbox": b, "area": b[2] * b[3],
              "iscrowd": 0} for n, ((i, o), b) in enumerate(zip(g_rows, _xywh([o for _, o in g_rows]), strict=True), 1)]
     dets = [{"image_id": i, "category_id": cat[o.label], "bbox": b, "score": 1.0 if o.score is None else float(o.score)}
             for (i, o), b in zip(p_rows, _xywh([o for _, o in p_rows]), strict=True)]

@@ -114,6 +114,12 @@ def evaluate_detection_run(
     has_score = np.array([o.score is not None for o in p_objs], dtype=bool)
     scores = np.array([1.0 if o.score is None else o.score for o in p_objs], dtype=np.float64)
     gt_boxes, pred_boxes = _boxes(g_objs), _boxes(p_objs)
+    for kind, boxes_, objs in (("gt_box_without_area", gt_boxes, g_objs), ("prediction_box_without_area",
+                                                                          pred_boxes, p_objs)):
+        for i in np.flatnonzero((boxes_[:, 2] <= boxes_[:, 0]) | (boxes_[:, 3] <= boxes_[:, 1])):
+            log.add(kind, str(objs[i].bbox))  # IoU 0 with everything: it can only be a miss / false positive
+    for i in np.flatnonzero([o.iscrowd for o in g_objs]):
+        log.add("crowd_gt_counted_as_object", g_objs[i].label)  # scored like any box (COCO iscrowd=0)
     for i in np.flatnonzero(p_count > 100):
         log.add("over_100_predictions_in_image", pairs[i][0].id)  # COCO mAP keeps the 100 best-scored only
     class_jam = np.array([taxonomy.jam_risk(name) for name in labels], dtype=bool)  # once per label, not per box
