@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jamspotter.cli.formats",
     "jamspotter.cli.line",
     "jamspotter.cli.edge",
+    "jamspotter.cli.infer",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,44 @@
+"""`jamspotter infer MODEL INPUTS... --out preds.jsonl`: run a Qwen-VL detector, write predictions JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from jamspotter.cli.app import app
+
+
+@app.command("infer")
+def infer_cmd(
+    model: str = typer.Argument(..., help="Hub id or local folder of a Qwen2/2.5/3-VL model (merged or full)."),
+    inputs: list[Path] = typer.Argument(..., help="Images, videos, folders of them, or datasets (samples.jsonl)."),
+    out: Path = typer.Option(..., "--out", help="Predictions JSONL (what `jamspotter eval detection --pred` reads)."),
+    family: str = typer.Option("auto", "--family", help="auto | qwen2-vl | qwen2.5-vl | qwen3-vl"),
+    task: str = typer.Option("detect_jam", "--task", help="detect_jam (jam-causing items) | detect_all"),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
+    min_pixels: int = typer.Option(None, "--min-pixels", help="Override the processor's image token budget."),
+    max_pixels: int = typer.Option(None, "--max-pixels"),
+    every_n: int = typer.Option(1, "--every-n", min=1, help="Videos: run on every n-th frame."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32"),
+    quantization: str = typer.Option(None, "--quantization", help="4bit | 8bit (bitsandbytes, CUDA)"),
+    device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda when available)"),
+) -> None:
+    """Detect jam-causing material; boxes in original pixels plus the raw model text per image."""
+    import time
+
+    from jamspotter.infer import Detector
+    from jamspotter.infer.inputs import collect_inputs, write_predictions
+
+    samples = collect_inputs(inputs)
+    detector = Detector(model, family=family, quantization=quantization, dtype=dtype, device=device,
+                        min_pixels=min_pixels, max_pixels=max_pixels, task=task, max_new_tokens=max_new_tokens)
+    start = time.perf_counter()
+    preds = detector.detect_samples(samples, batch_size=batch_size, progress=True, every_n=every_n)
+    seconds = time.perf_counter() - start
+    write_predictions(out, preds)
+    boxes = sum(len(p.objects) + sum(len(f) for f in p.frame_objects or []) for p in preds)
+    with_problems = sum(bool(p.meta.get("parse_problems")) for p in preds if p.frame_objects is None)
+    typer.echo(f"{detector.family}: {len(preds)} inputs, {boxes} boxes, {with_problems} answers with parse problems, "
+               f"{seconds:.1f} s; wrote {out}")

@@ -1,0 +1,243 @@
+"""`Detector`: a Qwen-VL model (hub id or local path) in, `BoxObject`s in ORIGINAL image pixels out.
+
+Prompts come from `jamspotter.formats` with the resize settings of the processor actually loaded,
+so inference asks exactly what training taught. Generation is greedy and batched with left padding
+(a right-padded prompt would put pad tokens between the question and the answer). Boxes of
+Qwen2.5-VL are read against the input size the processor really produced (`image_grid_thw`).
+VLM text carries no confidence, so `score` stays None (the evaluator treats that as 1.0 and says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from jamspotter.data.records import BoxObject, Sample
+from jamspotter.errors import DataError, JamspotterError
+
+Task = Literal["detect_jam", "detect_all"]
+ImageLike = Any  # PIL.Image.Image | str | Path | numpy.ndarray (H x W x 3 uint8 RGB)
+TASKS: tuple[str, ...] = ("detect_jam", "detect_all")
+
+
+@dataclass
+class DetectionResult:
+    """One image's answer: boxes (original pixels), the raw model text and what the parser had to fix."""
+
+    detections: list[BoxObject]
+    text: str
+    problems: list[str] = field(default_factory=list)
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the original image
+    input_size: tuple[int, int] = (0, 0)  # (width, height) the model saw after smart_resize
+    frame: int | None = None  # frame index when it came from a clip
+
+
+def to_pil(image: ImageLike) -> Any:
+    """An RGB PIL image from a PIL image, a path or an H x W x 3 uint8 array; a bad path is a DataError."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"expected an H x W x 3 RGB array, got shape {image.shape}")
+        return Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    path = Path(image)
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read image ({e})") from None
+
+
+def iter_video_frames(path: str | Path, every_n: int = 1) -> Iterator[tuple[int, Any]]:
+    """(index, RGB PIL frame) for every `every_n`-th frame of a clip, decoded with av (no torchcodec)."""
+    import av
+
+    if every_n < 1:
+        raise JamspotterError(f"every_n must be >= 1, got {every_n}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such video")
+    try:
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i % every_n == 0:
+                    yield i, frame.to_image()
+    except av.error.FFmpegError as e:
+        raise DataError(f"{path}: cannot decode video ({e})") from None
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Detector:
+    """Load a Qwen-VL model once, then `detect` images, samples or clips.
+
+    task: "detect_jam" asks only for jam-causing items (the jam_only training prompt), "detect_all"
+    for every listed class. min/max_pixels override the processor's image token budget.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | Path,
+        family: str = "auto",
+        quantization: str | None = None,
+        dtype: str = "auto",
+        device: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        task: Task = "detect_jam",
+        max_new_tokens: int = 512,
+        attn: str | None = None,
+    ) -> None:
+        import torch
+
+        from jamspotter.formats import get_format
+        from jamspotter.models import load_model
+        from jamspotter.models.families import VISION_TOKENS
+
+        if task not in TASKS:
+            raise JamspotterError(f"unknown task {task!r}; use {' or '.join(TASKS)}")
+        self.name_or_path, self.task, self.max_new_tokens = str(name_or_path), task, int(max_new_tokens)
+        self.model, self.processor = load_model(name_or_path, family=family, quantization=quantization,
+                                                dtype=dtype, attn=attn, min_pixels=min_pixels, max_pixels=max_pixels)
+        self.family: str = self.model.jamspotter_family
+        if quantization is None:  # bitsandbytes models are already placed by load_model
+            self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.eval()
+        self.format = get_format(self.family, processor=self.processor)  # resize params of THIS processor
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        # The vision pads are never an answer; a random or badly tuned model that sampled one would
+        # break the next forward pass, so they are masked out of generation.
+        self._suppress = [self.tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS]
+        self._stops = [t for t in ("<|im_end|>", self.tokenizer.pad_token, "<|endoftext|>") if t]
+        patch = getattr(self.processor.image_processor, "patch_size", None)
+        self._patch = int(patch) if patch else None
+
+    def __repr__(self) -> str:
+        return f"Detector({self.name_or_path!r}, family={self.family!r}, task={self.task!r}, format={self.format})"
+
+    @property
+    def prompt(self) -> str:
+        """The user instruction sent with every image (the same text training renders)."""
+        probe = Sample(id="prompt", width=640, height=480)
+        return self.format.render_detection(probe, jam_only=self.task == "detect_jam")[0]
+
+    def _chat_text(self) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _clean(self, text: str) -> str:
+        """Cut the answer at the end-of-turn token (what follows is padding)."""
+        for stop in self._stops:
+            text = text.split(stop, 1)[0]
+        return text.strip()
+
+    def _input_sizes(self, inputs: Any, images: list[Any]) -> list[tuple[int, int]]:
+        """(width, height) each image was resized to, from the processor's patch grid when it reports one."""
+        grid = inputs.get("image_grid_thw")
+        if grid is not None and self._patch and len(grid) == len(images):
+            return [(int(w) * self._patch, int(h) * self._patch) for _, h, w in grid.tolist()]
+        return [self.format.input_size(*im.size) for im in images]
+
+    def _generate(self, images: list[Any]) -> list[DetectionResult]:
+        import torch
+
+        text = self._chat_text()
+        inputs = self.processor(text=[text] * len(images), images=images, padding=True, return_tensors="pt")
+        inputs = inputs.to(self.model.device)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      suppress_tokens=self._suppress, pad_token_id=self.tokenizer.pad_token_id)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        # special tokens stay: Qwen2-VL writes its boxes with them
+        decoded = self.tokenizer.batch_decode(new, skip_special_tokens=False)
+        cut = new.shape[1] >= self.max_new_tokens
+        results = []
+        for image, size, full in zip(images, self._input_sizes(inputs, images), decoded, strict=True):
+            raw = self._clean(full)
+            boxes, problems = self.format.parse_detections(raw, image.size, size)
+            if cut and not any(stop in full for stop in self._stops):
+                problems.append(f"answer cut at max_new_tokens={self.max_new_tokens}")
+            results.append(DetectionResult(boxes, raw, problems, tuple(image.size), size))
+        return results
+
+    def detect(self, images: Sequence[ImageLike], batch_size: int = 4, progress: bool = False) -> list[DetectionResult]:
+        """One `DetectionResult` per image, in order. Images: PIL, paths or RGB arrays (any sizes)."""
+        if batch_size < 1:
+            raise JamspotterError(f"batch_size must be >= 1, got {batch_size}")
+        results: list[DetectionResult] = []
+        batches = _batched(images, batch_size)
+        if progress:
+            from rich.progress import track
+
+            batches = track(batches, total=-(-len(images) // batch_size), description="detect")
+        for batch in batches:
+            results += self._generate([to_pil(im) for im in batch])
+        return results
+
+    def detect_video(self, path: str | Path, every_n: int = 1, batch_size: int = 4) -> list[DetectionResult]:
+        """Detect on every `every_n`-th frame of a clip (decoded with av); `frame` holds each frame's index."""
+        results: list[DetectionResult] = []
+        for batch in _batched(iter_video_frames(path, every_n), batch_size):
+            for (index, _), res in zip(batch, self._generate([im for _, im in batch]), strict=True):
+                res.frame = index
+                results.append(res)
+        return results
+
+    def detect_samples(self, samples: Sequence[Sample], root: str | Path | None = None, batch_size: int = 4,
+                       progress: bool = False, every_n: int = 1) -> list[Sample]:
+        """Predictions as `Sample`s (same ids, `objects` = boxes; clips get `frame_objects`).
+
+        The raw text and parse problems go to `meta["text"]` / `meta["parse_problems"]` (for a clip,
+        one entry per frame, with `meta["frame_indices"]`), which is where `jamspotter.evaluate` reads them.
+        Clip videos are sampled every `every_n` frames; a clip given as `frames` runs on all of them.
+        """
+        images = [s for s in samples if s.image is not None]
+        by_id: dict[int, Sample] = {}
+        results = self.detect([s.image_path(root) for s in images], batch_size=batch_size, progress=progress)
+        for s, res in zip(images, results, strict=True):
+            by_id[id(s)] = prediction_sample(s, res)
+        out = []
+        for s in samples:
+            if id(s) in by_id:
+                out.append(by_id[id(s)])
+            elif s.video is not None or s.frames:
+                out.append(self._detect_clip(s, root, batch_size, every_n))
+            else:
+                raise DataError(f"sample {s.id}: no image, video or frames to run the detector on")
+        return out
+
+    def _detect_clip(self, sample: Sample, root: str | Path | None, batch_size: int, every_n: int) -> Sample:
+        if sample.frames:
+            results = self.detect([sample.resolve(f, root) for f in sample.frames], batch_size=batch_size)
+            indices = list(range(len(results)))
+        else:
+            results = self.detect_video(sample.resolve(sample.video, root), every_n=every_n, batch_size=batch_size)
+            indices = [int(r.frame or 0) for r in results]
+        meta = {**sample.meta, "text": [r.text for r in results], "parse_problems": [r.problems for r in results],
+                "frame_indices": indices}
+        return sample.model_copy(update={"objects": [], "frame_objects": [r.detections for r in results],
+                                         "qa": [], "label": None, "target": None, "meta": meta})
+
+
+def prediction_sample(sample: Sample, result: DetectionResult) -> Sample:
+    """`sample` with its objects replaced by the detections (other annotations dropped), text in meta."""
+    w, h = result.image_size
+    meta = {**sample.meta, "text": result.text, "parse_problems": list(result.problems)}
+    return sample.model_copy(update={"objects": list(result.detections), "width": w, "height": h, "qa": [],
+                                     "label": None, "target": None, "frame_objects": None, "meta": meta})
