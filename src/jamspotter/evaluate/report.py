@@ -276,7 +276,8 @@ def write_classification_report(m: dict, out_dir: str | Path) -> dict:
                     plot_per_class(m["per_class"], out_dir / "per_class.png")]
     rows = [(n, c["support"], c["n_pred"], c["precision"], c["recall"], c["f1"]) for n, c in m["per_class"].items()]
     extra = ["## Per class", ""] + _table(["class", "support", "predicted", "precision", "recall", "F1"], rows)
-    _summary("classification", m, figures, out_dir, [*extra, ""])
+    extra += ["", "Macro and weighted (by support) averages count an n/a class value as 0, as scikit-learn does.", ""]
+    _summary("classification", m, figures, out_dir, extra)
     write_json(out_dir / "metrics.json", m)
     return m
 
