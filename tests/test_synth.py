@@ -10,7 +10,7 @@ from jamspotter.data.io import read_samples
 from jamspotter.data.taxonomy import JAM_CLASSES, MATERIAL_CLASSES, Taxonomy
 from jamspotter.errors import JamspotterError
 from jamspotter.synth import build_scene, compose, generate_dataset, render_frame, render_scene
-from jamspotter.synth.patch import ItemPatch
+from jamspotter.synth.patch import ItemPatch, make_patch
 from jamspotter.synth.scene import MIN_VISIBLE_FRACTION, Placed, min_visible_pixels
 
 
@@ -37,10 +37,9 @@ def test_boxes_are_tight_boxes_of_visible_masks(seed: int) -> None:
         assert xs.min() >= x1 and xs.max() <= x2 - 1 and ys.min() >= y1 and ys.max() <= y2 - 1
 
 
-def _square(size: int, alpha: float, kind: str = "test") -> ItemPatch:
+def _square(size: int, alpha: float) -> ItemPatch:
     a = np.full((size, size), alpha, np.float32)
-    return ItemPatch(kind=kind, label="metal", rgb=np.full((size, size, 3), 200, np.float32), alpha=a,
-                     footprint=np.ones((size, size), bool), occluder=a >= 0.5, shadow=np.zeros_like(a))
+    return make_patch("test", "metal", np.full((size, size, 3), 200, np.float32), a, np.ones((size, size), bool), 0.0)
 
 
 def _two_squares(top_alpha: float, top_xy: tuple[int, int]):

@@ -64,7 +64,7 @@ def sample_conditions(rng: np.random.Generator, overrides: dict[str, Any] | None
 
 
 def lighting_field(width: int, height: int, c: Conditions, rng: np.random.Generator) -> np.ndarray:
-    """Per-pixel lamp gain (H, W) float32: a linear gradient, a hot spot and a vignette."""
+    """Per-pixel lamp gain (H, W, 3) float32: a linear gradient, a hot spot and a vignette."""
     h, w = max(2, height // 8), max(2, width // 8)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     u, v = xx / (w - 1) - 0.5, yy / (h - 1) - 0.5
@@ -73,7 +73,8 @@ def lighting_field(width: int, height: int, c: Conditions, rng: np.random.Genera
     spot = np.exp(-((u - cx) ** 2 + (v - cy) ** 2) / rng.uniform(0.05, 0.3)) * rng.uniform(0.0, 0.25)
     vignette = 1.0 - 0.35 * (u * u + v * v)
     field = c.brightness * (1.0 + 2.0 * c.gradient * ramp + spot) * vignette
-    return cv2.resize(field.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    field = cv2.resize(field.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.merge([field, field, field])
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,17 +85,18 @@ def _noise_tile(width: int, height: int) -> np.ndarray:
 
 def apply_camera(frame: np.ndarray, light: np.ndarray, gain: float, blur_px: float, noise: float,
                  rng: np.random.Generator) -> np.ndarray:
-    """Light, motion-blur (along the belt, i.e. along x), add sensor noise; float32 in, uint8 RGB out."""
-    frame *= (light * gain)[..., None]
+    """Light, motion-blur (along the belt, i.e. along x), add sensor noise; float32 in, uint8 RGB out.
+
+    `light` is the (H, W, 3) lamp field; `frame` is modified in place.
+    """
+    cv2.multiply(frame, light, dst=frame, scale=gain)
     k = int(round(blur_px))
     if k >= 2:
         frame = cv2.blur(frame, (k, 1))
+    h, w = frame.shape[:2]
+    ox, oy = (int(v) for v in rng.integers(0, 32, 2))  # drawn even without noise: same draws either way
     if noise > 0:
-        h, w = frame.shape[:2]
-        ox, oy = (int(v) for v in rng.integers(0, 32, 2))
-        frame += noise * _noise_tile(w, h)[oy: oy + h, ox: ox + w]
-    else:
-        rng.integers(0, 32, 2)  # keep the number of draws independent of the settings
+        cv2.scaleAdd(_noise_tile(w, h)[oy: oy + h, ox: ox + w], noise, frame, dst=frame)
     np.clip(frame, 0, 255, out=frame)
     return frame.astype(np.uint8)
 

@@ -86,7 +86,12 @@ def generate_dataset(out_dir: str | Path, n: int, size: tuple[int, int] = (640, 
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(_image_job, (str(out), i, seed, width, height, jam_rate)) for i in range(n)]
     jobs += [(_clip_job, (str(out), k, seed, width, height, jam_rate, seconds, int(fps))) for k in range(clips)]
-    lines = list(_run(jobs, workers, progress))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # parallel over images, not inside OpenCV calls on small patches: less overhead
+    try:
+        lines = list(_run(jobs, workers, progress))
+    finally:
+        cv2.setNumThreads(threads)
     samples = [Sample.model_validate_json(line) for line in lines]
     write_samples(out / "samples.jsonl", samples)
     return samples

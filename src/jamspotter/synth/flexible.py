@@ -66,8 +66,9 @@ def _canvas_for(pts: np.ndarray, pad: float, base: tuple[float, float, float]) -
     return cv, cv.offset(pts)
 
 
-def _polyline(img: np.ndarray, pts: np.ndarray, color: object, thickness: float, aa: bool = True) -> None:
-    cv2.polylines(img, [to_int_pts(pts, SHIFT)], False, color, max(1, int(round(thickness))),
+def _polyline(img: np.ndarray, pts: np.ndarray, color: object, thickness: float, aa: bool = True,
+              closed: bool = False) -> None:
+    cv2.polylines(img, [to_int_pts(pts, SHIFT)], closed, color, max(1, int(round(thickness))),
                   cv2.LINE_AA if aa else cv2.LINE_8, SHIFT)
 
 
@@ -76,8 +77,8 @@ def draw_cord(rng: np.random.Generator, ppm: float, kind: str) -> ItemPatch:
     spec = {  # thickness m, length m, curvature scale rad/m, coil probability, colours
         "rope": ((0.006, 0.016), (0.35, 1.2), 8.0, 0.35, ROPE_COLORS),
         "wire": ((0.002, 0.006), (0.3, 1.0), 12.0, 0.5, WIRE_COLORS),
-        "hose": ((0.016, 0.035), (0.3, 1.0), 3.0, 0.15, HOSE_COLORS),
-        "strap": ((0.009, 0.019), (0.4, 1.3), 3.0, 0.3, STRAP_COLORS),
+        "hose": ((0.016, 0.035), (0.3, 1.0), 3.0, 0.0, HOSE_COLORS),
+        "strap": ((0.012, 0.025), (0.4, 1.3), 3.0, 0.3, STRAP_COLORS),
     }[kind]
     (t0, t1), (l0, l1), turn, coil, colors = spec
     thick = max(1.5 if kind == "wire" else 2.5, rng.uniform(t0, t1) * ppm)
@@ -85,41 +86,78 @@ def draw_cord(rng: np.random.Generator, ppm: float, kind: str) -> ItemPatch:
     pts = random_curve(rng, length, turn / ppm, coil)
     color = jitter_color(rng, colors[int(rng.integers(len(colors)))], 15)
     cv, pts = _canvas_for(pts, thick + 4, color)
+    tang, norm = _normals(pts)
+    side = np.tanh(3.0 * (norm @ LIGHT))[:, None] * norm  # the normal that faces the light (smoothly)
+    if kind == "hose":
+        _hose(cv, pts, side, thick, color)
+    elif kind == "strap":
+        _strap(cv, rng, pts, norm, thick, color)
+    else:
+        _round_cord(cv, rng, pts, side, thick, color, twisted=kind == "rope" and thick >= 3)
+    return cv.finish(kind, kind, opacity=1.0, shadow=0.4 if kind == "hose" else 0.3,
+                     blur_sigma=0.6 if thick > 4 else 0.0)
+
+
+LIGHT = np.array([-0.6, -0.8])  # light comes from the upper left
+
+
+def _round_cord(cv: Canvas, rng: np.random.Generator, pts: np.ndarray, lit: np.ndarray, thick: float,
+                color: tuple[float, float, float], twisted: bool) -> None:
+    """Rope or wire, drawn in chunks: a chunk that crosses an earlier one shows its dark outline."""
     outline = 1.0 + thick * 0.12
     _polyline(cv.cov, pts, 255, thick + outline)
-    chunks = np.array_split(np.arange(len(pts)), int(rng.integers(3, 9)))
-    light = np.array([-0.6, -0.8])  # light from the upper left
-    tang, norm = _normals(pts)
-    side = np.sign(norm @ light)[:, None]  # which normal faces the light
-    dark, lighter = shade(color, 0.45), shade(color, 1.45)
-    for idx in chunks:
-        idx = np.arange(max(0, idx[0] - 1), idx[-1] + 1)
-        p, n, s = pts[idx], norm[idx], side[idx]
-        _polyline(cv.rgb, p, dark, thick + outline, aa=False)
-        if kind == "hose":  # cylinder shading: concentric bands shifted toward the light
-            for j in range(5):
-                f = j / 4
-                _polyline(cv.rgb, p + n * s * thick * 0.18 * f, shade(color, 0.55 + 0.55 * f), thick * (1 - 0.8 * f))
-            _polyline(cv.rgb, p + n * s * thick * 0.25, shade(color, 1.9) if np.mean(color) < 100 else (250, 250, 250),
-                      max(1.0, thick * 0.1))
-        elif kind == "strap":  # flat band: darker edges, embossed centre lines
-            _polyline(cv.rgb, p, color, thick - outline, aa=False)
-            for off in (-0.22, 0.22):
-                _polyline(cv.rgb, p + n * thick * off, shade(color, 0.8), max(1.0, thick * 0.08))
-        else:  # rope and wire: round, with a highlight on the lit side
-            _polyline(cv.rgb, p, color, thick, aa=False)
-            _polyline(cv.rgb, p + n * s * thick * 0.22, lighter, max(1.0, thick * 0.22))
-        if kind == "rope" and thick >= 3:  # twisted strands: diagonal stripes across the rope
-            q = _resample(p, thick * 0.7)
-            if len(q) > 2:
-                tq, nq = _normals(q)
-                r = thick * 0.55
-                a, b = q - nq * r - tq * r * 0.7, q + nq * r + tq * r * 0.7
-                cv2.polylines(cv.rgb, to_int_segments(a, b, SHIFT), False, shade(color, 0.6),
-                              max(1, int(thick * 0.18)), cv2.LINE_AA, SHIFT)
-    label = kind
-    return cv.finish(kind, label, opacity=1.0, shadow=0.4 if kind == "hose" else 0.3,
-                     blur_sigma=0.6 if thick > 4 else 0.0)
+    trim = int(np.ceil((thick + outline) / 4.0)) + 1  # curve points (2 px apart) under a round line cap
+    for i, idx in enumerate(np.array_split(np.arange(len(pts)), int(rng.integers(3, 9)))):
+        p = pts[max(0, idx[0] - 1): idx[-1] + 1]
+        # outline and body start past the joint; details reach back over it to repair the cap
+        _polyline(cv.rgb, p[trim:] if i and len(p) > trim + 1 else p, shade(color, 0.45), thick + outline, aa=False)
+        _polyline(cv.rgb, p, color, thick, aa=False)
+        lo = max(0, idx[0] - 2 * trim)
+        q, ql = pts[lo: idx[-1] + 1], lit[lo: idx[-1] + 1]
+        _polyline(cv.rgb, q + ql * thick * 0.22, shade(color, 1.45), max(1.0, thick * 0.22))
+        if twisted:  # twisted strands: diagonal stripes across the rope
+            r = _resample(q, thick * 0.7)
+            if len(r) > 2:
+                tq, nq = _normals(r)
+                h = thick * 0.55
+                cv2.polylines(cv.rgb, to_int_segments(r - nq * h - tq * h * 0.7, r + nq * h + tq * h * 0.7, SHIFT),
+                              False, shade(color, 0.6), max(1, int(thick * 0.18)), cv2.LINE_AA, SHIFT)
+
+
+def _hose(cv: Canvas, pts: np.ndarray, lit: np.ndarray, thick: float, color: tuple[float, float, float]) -> None:
+    """A hose: a tube with cylinder shading (concentric bands shifted toward the light) and a glint."""
+    outline = 1.0 + thick * 0.08
+    _polyline(cv.cov, pts, 255, thick + outline)
+    _polyline(cv.rgb, pts, shade(color, 0.4), thick + outline, aa=False)
+    for j in range(6):
+        f = j / 5
+        _polyline(cv.rgb, pts + lit * thick * 0.2 * f, shade(color, 0.55 + 0.6 * f), thick * (1 - 0.8 * f))
+    glint = shade(color, 2.2) if np.mean(color) < 100 else (250.0, 250.0, 250.0)
+    _polyline(cv.rgb, pts + lit * thick * 0.27, glint, max(1.0, thick * 0.1))
+
+
+def _strap(cv: Canvas, rng: np.random.Generator, pts: np.ndarray, norm: np.ndarray, width: float,
+           color: tuple[float, float, float]) -> None:
+    """A strapping band: a flat ribbon whose apparent width and brightness change as it twists."""
+    n = len(pts)
+    twist = np.cumsum(np.convolve(rng.normal(0, 0.08, n), np.ones(15) / 15, "same")) + rng.uniform(0, np.pi)
+    face = np.abs(np.cos(twist))
+    half = (width / 2 * (0.2 + 0.8 * face))[:, None]
+    left, right = pts + norm * half, pts - norm * half
+    quads = np.stack([left[:-1], left[1:], right[1:], right[:-1]], 1)  # (n-1, 4, 2)
+    shade_k = 0.7 + 0.45 * face[:-1]
+    cv2.fillPoly(cv.cov, list(np.round(quads * (1 << SHIFT)).astype(np.int32)), 255, cv2.LINE_AA, SHIFT)
+    edge = shade(color, 0.55)
+    for idx in np.array_split(np.arange(n - 1), int(rng.integers(2, 6))):  # chunks: crossings show edges
+        bins = np.digitize(shade_k[idx], [0.8, 0.9, 1.0, 1.1])
+        for b in np.unique(bins):
+            qs = quads[idx[bins == b]]
+            cv2.fillPoly(cv.rgb, list(np.round(qs * (1 << SHIFT)).astype(np.int32)),
+                         shade(color, float(np.mean(shade_k[idx[bins == b]]))), cv2.LINE_8, SHIFT)
+        sl = slice(idx[0], idx[-1] + 2)
+        for e in (left[sl], right[sl]):
+            _polyline(cv.rgb, e, edge, 1.0)
+        _polyline(cv.rgb, pts[sl], shade(color, 0.85), 1.0)  # embossed centre line
 
 
 def _blob_polygon(rng: np.random.Generator, rx: float, ry: float, n: int, rough: float) -> np.ndarray:
@@ -152,25 +190,32 @@ def draw_film(rng: np.random.Generator, ppm: float) -> ItemPatch:
             axes = (int(rx * 0.18 * (1 << SHIFT)), int(ry * 0.35 * (1 << SHIFT)))
             cv2.ellipse(cv.cov, (int(ctr[0]), int(ctr[1])), axes, 0, 180, 360, 255,
                         max(2, int(size * 0.04)), cv2.LINE_AA, SHIFT)
-    # crumple shading: low-resolution noise blown up, then creases as thin light and dark lines
-    g = rng.normal(0, 1, (max(2, h // 12), max(2, w // 12))).astype(np.float32)
-    g = cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
-    cv.rgb *= (1.0 + 0.16 * np.clip(g, -2.5, 2.5))[..., None]
-    for _ in range(int(rng.integers(4, 10))):
-        p = rng.uniform([0, 0], [w, h], (int(rng.integers(2, 4)), 2))
-        col = shade(base, 1.35) if rng.random() < 0.5 else shade(base, 0.7)
-        _polyline(cv.rgb, p, col, max(1.0, size * 0.012))
-    opacity = np.full((h, w), rng.uniform(o0, o1), np.float32)
-    spec = np.zeros((h, w), np.float32)
-    for _ in range(int(rng.integers(2, 6))):  # specular highlights: bright streaks that reflect the lamps
-        ctr = rng.uniform([w * 0.2, h * 0.2], [w * 0.8, h * 0.8])
-        axes = (int(rng.uniform(0.05, 0.18) * size) + 1, int(rng.uniform(0.015, 0.05) * size) + 1)
-        cv2.ellipse(spec, (int(ctr[0]), int(ctr[1])), axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
-    spec = cv2.GaussianBlur(spec, (0, 0), max(1.0, size * 0.02))
-    cv.rgb += (spec * 255.0)[..., None] * 0.9
-    opacity = np.clip(opacity + spec * 0.6, 0, 1)
-    edge = np.zeros((h, w), np.uint8)  # folded edges catch more light and look denser
-    cv2.polylines(edge, [to_int_pts(poly, SHIFT)], True, 255, max(1, int(size * 0.015)), cv2.LINE_AA, SHIFT)
-    opacity = np.clip(opacity + edge.astype(np.float32) / 255.0 * 0.2, 0, 1)
-    cv.rgb += (edge.astype(np.float32) / 255.0 * 25.0)[..., None]
+    # Shading maps at half resolution (film is smooth): facets from creases, glints, bright folded edges.
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    h4, w4 = (h + 3) // 4, (w + 3) // 4  # the facets are smoother still: quarter resolution
+    yy, xx = np.mgrid[0:h4, 0:w4].astype(np.float32) * 2.0  # in half-resolution pixels
+    facets = np.zeros((h4, w4), np.float32)
+    light = np.zeros((h2, w2), np.float32)  # additive brightness, 0..1
+    creases = rng.uniform([0, 0], [w2, h2], (int(rng.integers(5, 11)), 2))
+    angles = rng.uniform(0, np.pi, len(creases))
+    for (cx, cy), a in zip(creases, angles, strict=True):
+        # each crease splits the sheet into a lighter and a darker side
+        facets += np.clip((xx - cx) * -np.sin(a) + (yy - cy) * np.cos(a), -1.0, 1.0) * np.float32(
+            rng.uniform(0.03, 0.09))
+        d, c = np.array([np.cos(a), np.sin(a)]), np.array([cx, cy])
+        _polyline(light, np.stack([c - d * size, c + d * size]), 0.06, 1.0)
+        if rng.random() < 0.5:  # a glint along part of the crease: light caught by the fold
+            dd = d * rng.uniform(0.04, 0.15) * size
+            _polyline(light, np.stack([c - dd, c + dd]), 0.8, max(1.0, size * rng.uniform(0.005, 0.015)))
+    g = rng.normal(0, 1, (max(2, int(h / size * 5)), max(2, int(w / size * 5)))).astype(np.float32)
+    facets += cv2.resize(g, (w4, h4), interpolation=cv2.INTER_CUBIC) * 0.04
+    facets = cv2.resize(facets, (w2, h2), interpolation=cv2.INTER_LINEAR)
+    light = cv2.GaussianBlur(light, (0, 0), max(0.7, size * 0.006))
+    edge = np.zeros((h2, w2), np.float32)  # folded edges catch more light and look denser
+    _polyline(edge, poly * 0.5, 1.0, max(1.0, size * 0.008), closed=True)
+    opacity = np.clip(rng.uniform(o0, o1) + light * 0.6 + facets + edge * 0.2, 0, 1)
+    gain = 1.0 + facets
+    add = light * 255.0 + edge * 25.0
+    opacity, gain, add = (cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in (opacity, gain, add))
+    cv.rgb = gain[..., None] * np.asarray(base, np.float32) + add[..., None]
     return cv.finish("film", "plastic film", opacity=opacity, shadow=0.18, blur_sigma=0.5)

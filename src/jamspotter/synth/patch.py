@@ -19,21 +19,36 @@ FOOTPRINT_ALPHA = 0.5  # coverage from which a pixel belongs to an object
 
 @dataclass
 class ItemPatch:
-    """A drawn object: `rgb` (h, w, 3) float32 0..255, `alpha` (h, w) float32 0..1 and masks."""
+    """A drawn object, cropped to where it changes the image; all arrays share the patch's (h, w)."""
 
     kind: str  # what it is ("rope", "bottle", ...)
     label: str  # taxonomy class ("rope", "plastic", ...)
-    rgb: np.ndarray
-    alpha: np.ndarray  # effective alpha used for compositing (coverage * opacity)
+    alpha: np.ndarray  # float32 effective alpha (coverage * opacity)
     footprint: np.ndarray  # bool: pixels that belong to the object
     occluder: np.ndarray  # bool: pixels that hide what lies below
-    shadow: np.ndarray  # float32 0..1 darkening of what lies below (drop shadow)
-    shadow_strength: float = 0.35
+    keep: np.ndarray  # float32 (h, w, 1): share of what lies below that survives (shadow and alpha)
+    premult: np.ndarray  # float32 (h, w, 3): alpha-premultiplied colour added on top
 
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width) of the patch."""
         return self.alpha.shape  # type: ignore[return-value]
+
+
+def make_patch(kind: str, label: str, rgb: np.ndarray, alpha: np.ndarray, footprint: np.ndarray,
+               shadow: float) -> ItemPatch:
+    """Build an `ItemPatch`: add the drop shadow, crop to the touched pixels, precompute compositing."""
+    sh = drop_shadow(alpha, shadow)
+    touched = (alpha > 0) | (sh > 1e-3)
+    rows, cols = np.flatnonzero(touched.any(1)), np.flatnonzero(touched.any(0))
+    if len(rows) == 0:  # nothing drawn: keep a 1x1 empty patch
+        rows, cols = np.array([0]), np.array([0])
+    crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    a, sh, rgb = alpha[crop], sh[crop], rgb[crop]
+    keep = ((1.0 - sh) * (1.0 - a))[..., None]
+    premult = rgb * a[..., None]
+    return ItemPatch(kind=kind, label=label, alpha=a, footprint=footprint[crop], occluder=a >= OCCLUDE_ALPHA,
+                     keep=keep.astype(np.float32), premult=premult.astype(np.float32))
 
 
 class Canvas:
@@ -51,18 +66,23 @@ class Canvas:
         return np.asarray(pts, np.float64) + self.margin
 
     def finish(self, kind: str, label: str, opacity: float | np.ndarray = 1.0, shadow: float = 0.35,
-               blur_sigma: float = 0.0) -> ItemPatch:
-        """Turn the layers into an `ItemPatch`; `opacity` may be a per-pixel map (film)."""
-        cov = self.cov.astype(np.float32) * (1.0 / 255.0)
+               blur_sigma: float = 0.0, rotate: float | None = None) -> ItemPatch:
+        """Turn the layers into an `ItemPatch`, optionally rotated by `rotate` degrees about the centre.
+
+        `opacity` may be a per-pixel map (film); `blur_sigma` softens the colour layer (lens blur).
+        """
+        cov = self.cov.astype(np.float32)
+        cov *= 1.0 / 255.0
         rgb = self.rgb
         if blur_sigma > 0:
-            rgb = cv2.GaussianBlur(rgb, (0, 0), blur_sigma)
-        alpha = np.clip(cov * np.asarray(opacity, np.float32), 0.0, 1.0).astype(np.float32)
-        return ItemPatch(
-            kind=kind, label=label, rgb=np.clip(rgb, 0, 255).astype(np.float32), alpha=alpha,
-            footprint=cov >= FOOTPRINT_ALPHA, occluder=alpha >= OCCLUDE_ALPHA,
-            shadow=drop_shadow(alpha, shadow), shadow_strength=shadow,
-        )
+            k = 3 if blur_sigma < 0.8 else 5
+            rgb = cv2.GaussianBlur(rgb, (k, k), blur_sigma)
+        np.clip(rgb, 0, 255, out=rgb)
+        alpha = cov * opacity if np.isscalar(opacity) else cov * np.asarray(opacity, np.float32)
+        np.clip(alpha, 0.0, 1.0, out=alpha)
+        if rotate is not None:
+            rgb, alpha, cov = _rotate((rgb, alpha, cov), rotate)
+        return make_patch(kind, label, rgb, alpha.astype(np.float32), cov >= FOOTPRINT_ALPHA, shadow)
 
 
 def drop_shadow(alpha: np.ndarray, strength: float, offset: tuple[int, int] = (3, 4)) -> np.ndarray:
@@ -72,26 +92,19 @@ def drop_shadow(alpha: np.ndarray, strength: float, offset: tuple[int, int] = (3
         return sh
     dx, dy = offset
     h, w = alpha.shape
-    sh[dy:, dx:] = alpha[: h - dy, : w - dx]
-    return (cv2.GaussianBlur(sh, (0, 0), 2.5) * strength).astype(np.float32)
+    sh[dy:, dx:] = alpha[: h - dy, : w - dx] * strength
+    return cv2.blur(cv2.blur(sh, (5, 5)), (5, 5))  # two box passes: a cheap, soft near-Gaussian
 
 
-def rotate_patch(patch: ItemPatch, angle_deg: float) -> ItemPatch:
-    """Rotate a patch about its centre into a canvas big enough to hold it (masks recomputed)."""
-    h, w = patch.shape
+def _rotate(layers: tuple[np.ndarray, ...], angle_deg: float) -> list[np.ndarray]:
+    """Rotate same-sized layers about their centre into a canvas big enough to hold them."""
+    h, w = layers[0].shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle_deg, 1.0)
     cos, sin = abs(m[0, 0]), abs(m[0, 1])
     nw, nh = int(np.ceil(h * sin + w * cos)) + 2, int(np.ceil(h * cos + w * sin)) + 2
     m[0, 2] += nw / 2 - w / 2
     m[1, 2] += nh / 2 - h / 2
-    warp = lambda a: cv2.warpAffine(a, m, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=0)  # noqa: E731
-    alpha = warp(patch.alpha)
-    cov = warp(patch.footprint.astype(np.float32))
-    return ItemPatch(
-        kind=patch.kind, label=patch.label, rgb=warp(patch.rgb), alpha=alpha, footprint=cov >= FOOTPRINT_ALPHA,
-        occluder=alpha >= OCCLUDE_ALPHA, shadow=drop_shadow(alpha, patch.shadow_strength),
-        shadow_strength=patch.shadow_strength,
-    )
+    return [cv2.warpAffine(a, m, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=0) for a in layers]
 
 
 def to_int_pts(pts: np.ndarray, shift: int = 4) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from jamspotter.synth.patch import Canvas, ItemPatch, jitter_color, rotate_patch, shade, to_int_pts, to_int_segments
+from jamspotter.synth.patch import Canvas, ItemPatch, jitter_color, shade, to_int_pts, to_int_segments
 
 SHIFT = 4
 PLASTIC_BOTTLE = [((200, 215, 228), (0.55, 0.75)), ((150, 190, 225), (0.6, 0.8)), ((95, 170, 115), (0.6, 0.8)),
@@ -63,9 +63,8 @@ def draw_bottle(rng: np.random.Generator, ppm: float, glass: bool) -> ItemPatch:
     if not glass:
         _band(cv, 0, 0.07 * length, jitter_color(rng, VIVID[int(rng.integers(len(VIVID)))], 20))
     cv.rgb *= _cylinder_shade(cv.w, cx + cv.margin, width / 2)[None, :, None]
-    patch = cv.finish("glass bottle" if glass else "bottle", "glass" if glass else "plastic",
-                      opacity=rng.uniform(o0, o1), shadow=0.35, blur_sigma=0.7)
-    return rotate_patch(patch, rng.uniform(0, 360))
+    return cv.finish("glass bottle" if glass else "bottle", "glass" if glass else "plastic",
+                     opacity=rng.uniform(o0, o1), shadow=0.35, blur_sigma=0.7, rotate=rng.uniform(0, 360))
 
 
 def draw_can(rng: np.random.Generator, ppm: float) -> ItemPatch:
@@ -90,8 +89,7 @@ def draw_can(rng: np.random.Generator, ppm: float) -> ItemPatch:
     elif rng.random() < 0.6:
         _band(cv, 0.4 * length, 0.55 * length, jitter_color(rng, (215, 215, 220), 10))
     cv.rgb *= _cylinder_shade(cv.w, cx + cv.margin, width / 2)[None, :, None]
-    patch = cv.finish("can", "metal", opacity=1.0, shadow=0.35, blur_sigma=0.6)
-    return rotate_patch(patch, rng.uniform(0, 360))
+    return cv.finish("can", "metal", opacity=1.0, shadow=0.35, blur_sigma=0.6, rotate=rng.uniform(0, 360))
 
 
 def _quad(rng: np.random.Generator, w: float, h: float, jitter: float) -> np.ndarray:
@@ -157,7 +155,7 @@ def draw_paper(rng: np.random.Generator, ppm: float) -> ItemPatch:
     w, h = rng.uniform(0.1, 0.3) * ppm, rng.uniform(0.08, 0.25) * ppm
     base = jitter_color(rng, [(238, 236, 228), (215, 210, 195), (245, 245, 245)][int(rng.integers(3))], 8)
     crumpled = rng.random() < 0.4
-    poly = _quad(rng, w, h, 0.2 if crumpled else 0.03)
+    poly = _quad(rng, w, h, 0.1 if crumpled else 0.03)
     cv, poly = _flat(poly, base)
     line_h = max(2.0, 0.006 * ppm)
     ys = np.arange(cv.h * 0.15, cv.h * 0.85, line_h * 2.2)

@@ -146,8 +146,8 @@ def compose(scene: Scene, shift: int = 0, speed: float | None = None, with_masks
             continue
         sub = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
         roi = canvas[fy0:fy1, fx0:fx1]
-        roi *= (1.0 - p.shadow[sub])[..., None]
-        roi += p.alpha[sub][..., None] * (p.rgb[sub] - roi)
+        roi *= p.keep[sub]
+        roi += p.premult[sub]
         owner[fy0:fy1, fx0:fx1][p.occluder[sub]] = idx
         drawn.append((idx, fx0, fy0, p.footprint[sub]))
     canvas[: belt.top] = belt.rail_top
