@@ -67,12 +67,13 @@ def make_belt(width: int, height: int, rng: np.random.Generator, moving: bool = 
     mod = rng.standard_normal((hh, hw), dtype=np.float32) * 0.05
     low = rng.standard_normal((max(2, hh // 12), max(2, hw // 12)), dtype=np.float32)
     mod += cv2.resize(low, (hw, hh), interpolation=cv2.INTER_CUBIC) * 0.07
-    n_dirt = rng.poisson(rng.uniform(0.5, 4.0) * hh * hw / 4000)
-    if n_dirt:
+    n_dirt = rng.poisson(rng.uniform(0.5, 4.0) * hh * hw / 2500)
+    if n_dirt:  # specks and smears of grime, a few light scraps of dust and paper
         c = rng.uniform([0, 0], [hw, hh], (n_dirt, 2)).astype(np.int32)
-        ax = rng.uniform(0.5, 6.0, (n_dirt, 2)) * rng.uniform(0.5, 1.0) * ppm / 250
-        val = rng.choice([-0.35, -0.2, 0.25, 0.45], n_dirt)  # dark grime or light dust/paper scraps
-        for (x, y), (a, b), v, ang in zip(c, ax, val, rng.uniform(0, 180, n_dirt), strict=True):
+        ax = rng.uniform(0.3, 1.0, (n_dirt, 2)) * rng.exponential(1.2, (n_dirt, 1)) * ppm / 250
+        ax[:, 0] *= rng.uniform(1.0, 4.0, n_dirt)  # smeared along the running direction
+        val = rng.choice([-0.3, -0.2, -0.12, 0.15, 0.3], n_dirt, p=[0.3, 0.3, 0.2, 0.15, 0.05])
+        for (x, y), (a, b), v, ang in zip(c, ax, val, rng.normal(0, 12, n_dirt), strict=True):
             cv2.ellipse(mod, (int(x), int(y)), (int(a) + 1, int(b) + 1), float(ang), 0, 360, float(v), -1)
     mod = cv2.GaussianBlur(mod, (0, 0), 0.8)
     mod = cv2.resize(mod, (period, bh), interpolation=cv2.INTER_LINEAR)
