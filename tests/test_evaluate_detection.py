@@ -344,3 +344,18 @@ def test_degenerate_and_crowd_boxes_are_counted_and_consistent_with_coco():
                              "prediction_box_without_area": 1}
     # COCO: recall 0.5 at precision 1/2 (the inverted box ranks first and is a false positive, not ignored)
     assert m["map50"] == pytest.approx(0.5 * 51 / 101)
+
+
+def test_clips_are_scored_per_predicted_frame():
+    rope, hose = {"label": "rope", "bbox": [0, 0, 10, 10]}, {"label": "hose", "bbox": [20, 20, 40, 40]}
+    gt = [Sample(id="c", video="c.mp4", width=64, height=48, frame_objects=[[rope], [rope, hose], [hose], []]),
+          Sample(id="d", video="d.mp4", width=64, height=48, frame_objects=[[rope], [rope]]),
+          S("img", ("rope", [0, 0, 10, 10]))]
+    pred = [Sample(id="c", frame_objects=[[rope], [rope]], meta={"frame_indices": [0, 2],
+                                                                 "parse_problems": [[], ["trailing prose"]]}),
+            S("img", ("rope", [0, 0, 10, 10]))]
+    m = evaluate_detections(gt, pred)
+    # scored: c#0 (rope found), c#2 (hose missed, rope false positive), d#0 and d#1 (no prediction), img
+    assert (m["n_images"], m["tp"], m["fp"], m["fn"]) == (5, 2, 1, 3)
+    assert m["warnings"] == {"clip_frames_not_predicted": 2, "missing_prediction": 2, "parse_problem": 1}
+    assert m["warning_examples"]["missing_prediction"] == ["d#0", "d#1"]

@@ -1,6 +1,7 @@
 """Detection metrics: P/R/F1 at an IoU threshold (and at 0.5), mean IoU, per class, jam-class recall, COCO mAP.
 
 Undefined ratios (nothing predicted, nothing to find) are None, shown as n/a, never silently 0.
+Clips with per-frame boxes are scored frame by frame (see `clips.py`).
 A ground-truth image without a prediction line counts as all misses and is reported in `warnings`.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import Taxonomy, canonical_label, normalise
+from jamspotter.evaluate.clips import expand_clips
 from jamspotter.evaluate.matching import match_dataset
 from jamspotter.evaluate.pairing import WarningLog, pair_by_id, prf, ratio
 
@@ -88,6 +90,7 @@ def evaluate_detection_run(
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
     taxonomy = taxonomy or Taxonomy()
     log = WarningLog()
+    gt, pred = expand_clips(gt, pred, log)
     pairs = pair_by_id(gt, pred, log)
     # Flat arrays over all images: one conversion, one batched matching call per threshold.
     g_objs = [o for g, _ in pairs for o in g.objects]

@@ -47,7 +47,7 @@ def pair_by_id(
             log.add("duplicate_prediction_id", p.id)  # the first line wins
             continue
         by_id[p.id] = p
-        for problem in p.meta.get("parse_problems", []):
+        for problem in _flat(p.meta.get("parse_problems") or []):
             log.add("parse_problem", f"{p.id}: {problem}")
     gt_ids: set[str] = set()
     pairs: list[tuple[Sample, Sample | None]] = []
@@ -64,6 +64,13 @@ def pair_by_id(
         if pid not in gt_ids:
             log.add("prediction_without_gt", pid)
     return pairs
+
+
+def _flat(items: object) -> list[str]:
+    """Problems as a flat list of strings (a clip carries one list per frame)."""
+    if isinstance(items, list | tuple):
+        return [x for item in items for x in _flat(item)]
+    return [str(items)]
 
 
 def ratio(num: float, den: float) -> float | None:
