@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from jamspotter.data.records import Sample
+from jamspotter.data.records import BoxObject, Sample
 from jamspotter.errors import DataError
 from jamspotter.evaluate import evaluate_detections, load_predictions
 
@@ -42,3 +42,20 @@ def test_raw_text_image_size_from_file_or_counted(tmp_path):
     assert pred[1].objects == [] and "image size unknown" in pred[1].meta["parse_problems"][0]
     m = evaluate_detections(gt, pred)
     assert m["tp"] == 1 and m["warnings"]["parse_problem"] == 1
+
+
+def test_reads_what_jamspotter_infer_writes(tmp_path):
+    """Lines from `jamspotter.infer.inputs.write_predictions`: boxes read as given, parse problems counted."""
+    infer_inputs = pytest.importorskip("jamspotter.infer.inputs")
+
+    gt = [Sample(id="a", image="a.png", width=64, height=48, objects=[{"label": "rope", "bbox": [4, 4, 30, 20]}])]
+    box = BoxObject(label="rope", bbox=[4, 5, 30, 20], score=0.8)
+    pred = gt[0].model_copy(update={"objects": [box],
+                                    "meta": {"text": "[...]", "parse_problems": ["closed a truncated list"]}})
+    path = tmp_path / "pred.jsonl"
+    infer_inputs.write_predictions(path, [pred])
+    loaded = load_predictions(path, "detection", gt)
+    m = evaluate_detections(gt, loaded)
+    assert (m["tp"], m["fp"], m["fn"]) == (1, 0, 0) and m["score_source"] == "model"
+    assert m["warnings"] == {"parse_problem": 1}
+    assert loaded[0].meta["text"] == "[...]"
