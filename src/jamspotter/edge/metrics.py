@@ -1,8 +1,4 @@
-"""Classification metrics and plots for the edge classifier (accuracy, weighted P/R/F1, confusion matrix).
-
-Computed here because `jamspotter.evaluate` has no classification metrics yet; when it gains them,
-`classification_metrics` should call those instead.
-"""
+"""Classification metrics (via `jamspotter.evaluate.evaluate_classification`) and the edge training plots."""
 
 from __future__ import annotations
 
@@ -12,38 +8,22 @@ from pathlib import Path
 import numpy as np
 
 from jamspotter.data.io import atomic_write
-
-
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> np.ndarray:
-    """n x n counts, rows = true class, columns = predicted class."""
-    cm = np.zeros((n, n), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
-    return cm
+from jamspotter.data.records import Sample
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> dict:
-    """Accuracy, per-class and support-weighted precision/recall/F1, and the confusion matrix."""
-    cm = confusion_matrix(y_true, y_pred, len(classes))
-    tp = np.diag(cm).astype(float)
-    support, predicted = cm.sum(1).astype(float), cm.sum(0).astype(float)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    total = support.sum()
-    w = support / total if total else support
+    """The evaluate module's classification metrics for class indices, plus flat keys used here:
+    `n`, weighted `precision`/`recall`/`f1`, `classes` and `confusion_matrix` as a plain matrix."""
+    from jamspotter.evaluate import evaluate_classification
 
-    return {
-        "n": int(total),
-        "accuracy": float(tp.sum() / total) if total else 0.0,
-        "precision": float((w * precision).sum()),
-        "recall": float((w * recall).sum()),
-        "f1": float((w * f1).sum()),
-        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                          "support": int(support[i])} for i, c in enumerate(classes)},
-        "classes": list(classes),
-        "confusion_matrix": cm.tolist(),
-    }
+    gt = [Sample(id=str(i), label=classes[t]) for i, t in enumerate(y_true)]
+    pred = [Sample(id=str(i), label=classes[p]) for i, p in enumerate(y_pred)]
+    ev = evaluate_classification(gt, pred)
+    cm = ev.pop("confusion_matrix")
+    weighted = ev["weighted"]
+    return {**ev, "n": ev["n_images"], "accuracy": ev["accuracy"] or 0.0, "precision": weighted["precision"] or 0.0,
+            "recall": weighted["recall"] or 0.0, "f1": weighted["f1"] or 0.0, "classes": cm["labels"],
+            "confusion_matrix": cm["matrix"]}
 
 
 def _save(fig, path: str | Path) -> None:  # noqa: ANN001 - a matplotlib Figure
