@@ -266,15 +266,17 @@ def _random_coco(seed: int, n_images: int = 40):
     return {"images": images, "annotations": anns, "categories": cats}, dets
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_map_equals_pycocotools_random(tmp_path, seed):
+@pytest.mark.parametrize(("seed", "workers"), [(0, 1), (1, 1), (1, 3)])
+def test_map_equals_pycocotools_random(tmp_path, seed, workers):
     gt_json, dets = _random_coco(seed)
     ev = _coco_direct(tmp_path, gt_json, dets)
     gt, pred = _samples_from_coco(gt_json, dets)
-    m = evaluate_detections(gt, pred)
+    m = evaluate_detection_run(gt, pred, coco_workers=workers).metrics
     assert m["map"] == pytest.approx(ev.stats[0], abs=1e-12)
     assert m["map50"] == pytest.approx(ev.stats[1], abs=1e-12)
     assert m["mar100"] == pytest.approx(ev.stats[8], abs=1e-12)
+    by_area = [m[k] if m[k] is not None else -1.0 for k in ("map_small", "map_medium", "map_large")]
+    assert by_area == pytest.approx(list(ev.stats[3:6]), abs=1e-12)  # -1: pycocotools' "undefined"
     assert m["tp"] == _coco_tp_at_50(ev)
     assert 0 < m["map"] < m["map50"] < 1
 
