@@ -4,7 +4,8 @@ Target: >= 50 images/s on the 2-core dev machine. Prints images/s of `generate_d
 process and with `--workers` processes, the time split of one image (scene layout and item drawing,
 frame composition and labels, JPEG encode), and a reference measured in the same run: PIL encoding
 a 640x480 numpy-noise image as JPEG, i.e. the cost of merely producing and writing such a file.
-Other jobs on the machine make the figures noisy; run it a few times.
+Other jobs on the machine make wall-clock figures noisy, so the single-process run also reports
+CPU seconds per image (process time), i.e. what one free core would deliver.
 
     .venv/bin/python benchmarks/bench_synth.py [--n 200] [--workers 2] [--size 640x480]
 """
@@ -16,6 +17,7 @@ import io
 import tempfile
 import time
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -50,13 +52,13 @@ def split(width: int, height: int, n: int) -> dict[str, float]:
     return {k: 1000 * v / n for k, v in t.items()}
 
 
-def dataset_ips(width: int, height: int, n: int, workers: int) -> tuple[float, float]:
-    """Images/s of generate_dataset, and objects per image."""
+def dataset_ips(width: int, height: int, n: int, workers: int) -> tuple[float, float, float]:
+    """Images/s of generate_dataset (wall clock), images per CPU-second of this process, objects per image."""
     with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         samples = generate_dataset(d, n, (width, height), seed=123, workers=workers)
-        dt = time.perf_counter() - t0
-    return n / dt, sum(len(s.objects) for s in samples) / max(n, 1)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    return n / dt, n / dc, sum(len(s.objects) for s in samples) / max(n, 1)
 
 
 def main() -> None:
@@ -67,16 +69,19 @@ def main() -> None:
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
 
+    cv2.setNumThreads(1)  # as generate_dataset does: parallel over images, not inside OpenCV calls
     build_scene(w, h, 0)  # warm caches (noise tile) and imports
     ref = reference_ips(w, h, 50)
     print(f"reference (numpy noise -> PIL JPEG, {w}x{h}): {ref:7.1f} images/s")
     parts = split(w, h, 30)
     print("one image, ms: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
-    ips1, objs = dataset_ips(w, h, args.n, 1)
+    ips1, cpu1, objs = dataset_ips(w, h, args.n, 1)
     print(f"generate_dataset, 1 process:  {ips1:7.1f} images/s  ({objs:.1f} objects/image)"
           f"  = {ips1 / ref:.2f} x reference  (target 50: {'met' if ips1 >= 50 else 'not met'})")
+    print(f"  CPU time: {1000 / cpu1:.1f} ms/image = {cpu1:.1f} images per CPU-second"
+          f" (x{args.workers} cores free: ~{cpu1 * args.workers:.0f} images/s)")
     if args.workers > 1:
-        ipsn, _ = dataset_ips(w, h, args.n, args.workers)
+        ipsn, _, _ = dataset_ips(w, h, args.n, args.workers)
         print(f"generate_dataset, {args.workers} processes: {ipsn:7.1f} images/s"
               f"  = {ipsn / ref:.2f} x reference  (target 50: {'met' if ipsn >= 50 else 'not met'})")
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from jamspotter.synth.patch import gray3, times_color
+
 BELT_WIDTH_M = 0.8  # metres of belt visible between the rails: sets the pixels-per-metre scale
 RAIL_COLORS = [(150, 152, 155), (120, 122, 126), (40, 90, 160), (60, 120, 70), (215, 170, 40), (200, 95, 35)]
 
@@ -27,7 +29,8 @@ class Belt:
     length: int  # strip length in pixels (>= width): how far items can be from the first frame
     top: int  # first belt row (rows above are the top rail)
     bottom: int  # one past the last belt row (rows from here are the bottom rail)
-    texture: np.ndarray  # float32 (bottom - top, period, 3): one loop of the belt surface
+    texture: np.ndarray  # float32 (bottom - top, period): brightness of one loop of the belt surface
+    tint: np.ndarray  # float32 (3,): rubber colour; a pixel is texture * tint
     rail_top: np.ndarray  # float32 (top, width, 3)
     rail_bottom: np.ndarray  # float32 (height - bottom, width, 3)
 
@@ -95,9 +98,9 @@ def make_belt(width: int, height: int, rng: np.random.Generator, moving: bool = 
         cv2.polylines(mod, [pts], False, -0.3, max(1, int(0.004 * ppm)), cv2.LINE_AA)
 
     mod += 1.0
-    texture = mod[..., None] * (gray * tint).astype(np.float32)
-    np.clip(texture, 0, 255, out=texture)
-    return Belt(width, height, width, top, bottom, texture, *_rails(width, height, top, bottom, rng))
+    np.clip(mod, 0.0, None, out=mod)
+    color = np.clip(gray * tint, 0, 255).astype(np.float32)
+    return Belt(width, height, width, top, bottom, mod, color, *_rails(width, height, top, bottom, rng))
 
 
 def _rails(width: int, height: int, top: int, bottom: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +115,7 @@ def _rails(width: int, height: int, top: int, bottom: int, rng: np.random.Genera
         if not is_top:
             ramp = ramp[::-1]
         scratches = cv2.resize(rng.standard_normal((n, max(2, width // 8)), dtype=np.float32), (width, n))
-        rail = color[None, None, :] * (ramp[:, None] * (1.0 + 0.04 * scratches))[..., None]
+        rail = times_color(gray3(ramp[:, None] * (1.0 + 0.04 * scratches)), color)
         skirt = max(1, n // 6)  # black rubber skirt where the rail meets the belt
         if is_top:
             rail[n - skirt:] = 22.0

@@ -74,7 +74,7 @@ def lighting_field(width: int, height: int, c: Conditions, rng: np.random.Genera
     vignette = 1.0 - 0.35 * (u * u + v * v)
     field = c.brightness * (1.0 + 2.0 * c.gradient * ramp + spot) * vignette
     field = cv2.resize(field.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.merge([field, field, field])
+    return cv2.cvtColor(field, cv2.COLOR_GRAY2RGB)
 
 
 @functools.lru_cache(maxsize=4)

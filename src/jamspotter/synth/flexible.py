@@ -10,7 +10,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from jamspotter.synth.patch import Canvas, ItemPatch, jitter_color, shade, to_int_pts, to_int_segments
+from jamspotter.synth.patch import (
+    Canvas,
+    ItemPatch,
+    gray3,
+    jitter_color,
+    shade,
+    times_color,
+    to_int_pts,
+    to_int_segments,
+)
 
 SHIFT = 4  # fractional bits for sub-pixel cv2 drawing
 
@@ -217,5 +226,5 @@ def draw_film(rng: np.random.Generator, ppm: float) -> ItemPatch:
     gain = 1.0 + facets
     add = light * 255.0 + edge * 25.0
     opacity, gain, add = (cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in (opacity, gain, add))
-    cv.rgb = gain[..., None] * np.asarray(base, np.float32) + add[..., None]
+    cv.rgb = times_color(gray3(gain), base) + gray3(add)
     return cv.finish("film", "plastic film", opacity=opacity, shadow=0.18, blur_sigma=0.5)

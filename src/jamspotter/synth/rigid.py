@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from jamspotter.synth.patch import Canvas, ItemPatch, jitter_color, shade, to_int_pts, to_int_segments
+from jamspotter.synth.patch import Canvas, ItemPatch, gray3, jitter_color, shade, to_int_pts, to_int_segments
 
 SHIFT = 4
 PLASTIC_BOTTLE = [((200, 215, 228), (0.55, 0.75)), ((150, 190, 225), (0.6, 0.8)), ((95, 170, 115), (0.6, 0.8)),
@@ -62,7 +62,7 @@ def draw_bottle(rng: np.random.Generator, ppm: float, glass: bool) -> ItemPatch:
         _band(cv, 0.45 * length, 0.72 * length, jitter_color(rng, VIVID[int(rng.integers(len(VIVID)))], 20))
     if not glass:
         _band(cv, 0, 0.07 * length, jitter_color(rng, VIVID[int(rng.integers(len(VIVID)))], 20))
-    cv.rgb *= _cylinder_shade(cv.w, cx + cv.margin, width / 2)[None, :, None]
+    cv.rgb.reshape(cv.h, -1)[:] *= np.repeat(_cylinder_shade(cv.w, cx + cv.margin, width / 2), 3)[None, :]
     return cv.finish("glass bottle" if glass else "bottle", "glass" if glass else "plastic",
                      opacity=rng.uniform(o0, o1), shadow=0.35, blur_sigma=0.7, rotate=rng.uniform(0, 360))
 
@@ -88,7 +88,7 @@ def draw_can(rng: np.random.Generator, ppm: float) -> ItemPatch:
         _band(cv, 0.12 * length, 0.88 * length, jitter_color(rng, VIVID[int(rng.integers(len(VIVID)))], 20))
     elif rng.random() < 0.6:
         _band(cv, 0.4 * length, 0.55 * length, jitter_color(rng, (215, 215, 220), 10))
-    cv.rgb *= _cylinder_shade(cv.w, cx + cv.margin, width / 2)[None, :, None]
+    cv.rgb.reshape(cv.h, -1)[:] *= np.repeat(_cylinder_shade(cv.w, cx + cv.margin, width / 2), 3)[None, :]
     return cv.finish("can", "metal", opacity=1.0, shadow=0.35, blur_sigma=0.6, rotate=rng.uniform(0, 360))
 
 
@@ -114,7 +114,7 @@ def _crumple(rng: np.random.Generator, cv: Canvas, strength: float, cell: int = 
     """Multiply the colour layer by blown-up noise: a crumpled or dented surface."""
     g = rng.normal(0, 1, (max(2, cv.h // cell), max(2, cv.w // cell))).astype(np.float32)
     g = cv2.resize(g, (cv.w, cv.h), interpolation=cv2.INTER_LINEAR)
-    cv.rgb *= (1.0 + strength * np.clip(g, -2.5, 2.5))[..., None]
+    cv.rgb *= gray3(1.0 + strength * np.clip(g, -2.5, 2.5))
 
 
 def draw_cardboard(rng: np.random.Generator, ppm: float) -> ItemPatch:
@@ -139,8 +139,9 @@ def draw_cardboard(rng: np.random.Generator, ppm: float) -> ItemPatch:
                       max(2, int(0.04 * ppm)), cv2.LINE_AA, SHIFT)
     if rng.random() < 0.6:  # a fold: one side a little darker
         o = rng.uniform(-0.25, 0.25) * span
-        side = ((np.mgrid[0: cv.h, 0: cv.w][::-1].transpose(1, 2, 0) - c) @ n) > o
-        cv.rgb[side] *= 0.85
+        yy, xx = np.ogrid[0: cv.h, 0: cv.w]
+        side = (xx - c[0]) * n[0] + (yy - c[1]) * n[1] > o
+        cv.rgb *= gray3(np.where(side, 0.85, 1.0))
     if rng.random() < 0.5:  # printed marks
         for _ in range(int(rng.integers(1, 4))):
             p = rng.uniform([0.2 * cv.w, 0.2 * cv.h], [0.8 * cv.w, 0.8 * cv.h])

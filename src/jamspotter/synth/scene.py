@@ -29,7 +29,7 @@ from jamspotter.synth.conditions import (
     sample_conditions,
 )
 from jamspotter.synth.items import draw_item, pick_kind
-from jamspotter.synth.patch import ItemPatch
+from jamspotter.synth.patch import ItemPatch, gray3, times_color
 
 MIN_VISIBLE_FRACTION = 0.2  # drop a label when less than this share of its in-frame footprint is visible
 RAIL = np.iinfo(np.int16).max  # owner id of rail pixels: they hide everything
@@ -124,7 +124,8 @@ def build_scene(width: int, height: int, seed: int, jam_rate: float = 0.3,
         patch = draw_item(kinds[i], np.random.default_rng(item_seeds[i]), belt.ppm)
         ph, pw = patch.shape
         cu, cy = centres[i]
-        items.append(Placed(patch, int(round(cu - pw / 2)), int(round(cy - ph / 2)), int(patch.footprint.sum())))
+        area = int(np.count_nonzero(patch.footprint))
+        items.append(Placed(patch, int(round(cu - pw / 2)), int(round(cy - ph / 2)), area))
     return Scene(width, height, int(seed), belt, items, cond, light, np.random.default_rng(s_frames))
 
 
@@ -132,7 +133,7 @@ def compose(scene: Scene, shift: int = 0, speed: float | None = None, with_masks
     """Render the frame at belt advance `shift` px; `speed` (m/s) sets this frame's motion blur."""
     w, h, belt = scene.width, scene.height, scene.belt
     canvas = np.empty((h, w, 3), np.float32)
-    canvas[belt.top: belt.bottom] = belt.window(shift)
+    canvas[belt.top: belt.bottom] = times_color(gray3(belt.window(shift)), belt.tint)
     canvas[: belt.top] = belt.rail_top  # items may reach under the rails; rails are pasted again on top
     canvas[belt.bottom:] = belt.rail_bottom
     owner = np.full((h, w), -1, np.int16)
@@ -148,7 +149,7 @@ def compose(scene: Scene, shift: int = 0, speed: float | None = None, with_masks
         roi = canvas[fy0:fy1, fx0:fx1]
         roi *= p.keep[sub]
         roi += p.premult[sub]
-        owner[fy0:fy1, fx0:fx1][p.occluder[sub]] = idx
+        np.copyto(owner[fy0:fy1, fx0:fx1], idx, where=p.occluder[sub])
         drawn.append((idx, fx0, fy0, p.footprint[sub]))
     canvas[: belt.top] = belt.rail_top
     canvas[belt.bottom:] = belt.rail_bottom
@@ -164,8 +165,10 @@ def compose(scene: Scene, shift: int = 0, speed: float | None = None, with_masks
     min_px = min_visible_pixels(w, h)
     for idx, fx0, fy0, foot in drawn:
         fh, fw = foot.shape
-        vis = foot & (owner[fy0: fy0 + fh, fx0: fx0 + fw] <= idx)
-        n_vis, n_in = int(vis.sum()), int(foot.sum())
+        vis = owner[fy0: fy0 + fh, fx0: fx0 + fw] <= idx
+        vis &= foot
+        n_vis = int(np.count_nonzero(vis))
+        n_in = scene.items[idx].area if foot.shape == scene.items[idx].patch.shape else int(np.count_nonzero(foot))
         if n_vis < min_px or n_vis < MIN_VISIBLE_FRACTION * n_in:
             continue
         cols, rows = np.flatnonzero(vis.any(0)), np.flatnonzero(vis.any(1))
@@ -189,7 +192,7 @@ def _outline(vis: np.ndarray, x0: int, y0: int) -> list[list[float]] | None:
     for cnt in contours:
         cnt = cv2.approxPolyDP(cnt, 0.7, True).reshape(-1, 2)
         if len(cnt) >= 3:
-            polys.append([float(v) for xy in cnt + (x0, y0) for v in xy])
+            polys.append((cnt + (x0, y0)).astype(float).ravel().tolist())
     return polys or None
 
 
