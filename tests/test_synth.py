@@ -148,3 +148,24 @@ def test_cli_writes_dataset_and_preview(tmp_path) -> None:
     assert r.exit_code == 2 or isinstance(r.exception, JamspotterError)
     assert "WIDTHxHEIGHT" in r.output + str(r.exception)
     assert not (tmp_path / "x" / "samples.jsonl").exists()
+
+
+def test_belt_texture_moves_with_the_items() -> None:
+    scene = build_scene(160, 120, 3, travel=700)  # texture loop is 320 px: shifts below wrap around it
+    for shift, d in [(0, 37), (300, 200), (650, 50)]:
+        before, after = scene.belt.window(shift), scene.belt.window(shift + d)
+        assert np.array_equal(after[:, d:], before[:, :-d])
+        assert scene.belt.to_image_x(10, shift + d) - scene.belt.to_image_x(10, shift) == d
+
+
+def test_preview_draws_boxes(tmp_path) -> None:
+    import cv2
+
+    from jamspotter.synth import write_preview
+
+    samples = generate_dataset(tmp_path, 2, size=(160, 120), seed=3, jam_rate=1.0)
+    path = write_preview(samples, tmp_path, tmp_path / "p.png", cols=2, tile_width=160)
+    sheet = cv2.imread(str(path))
+    assert sheet.shape == (4 + 124, 4 + 2 * 164, 3)
+    red = (sheet[..., 2] > 200) & (sheet[..., 1] < 80) & (sheet[..., 0] < 80)  # jam boxes are red
+    assert red.sum() > 50
