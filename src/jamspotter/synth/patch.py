@@ -35,17 +35,21 @@ class ItemPatch:
         return self.alpha.shape  # type: ignore[return-value]
 
 
+SHADOW_OFFSET = (3, 4)  # px right and down: light from the upper left
+SHADOW_REACH = 4  # px the shadow blur spreads beyond its offset outline
+
+
 def make_patch(kind: str, label: str, rgb: np.ndarray, alpha: np.ndarray, footprint: np.ndarray,
                shadow: float) -> ItemPatch:
-    """Build an `ItemPatch`: add the drop shadow, crop to the touched pixels, precompute compositing."""
-    sh = drop_shadow(alpha, shadow)
-    touched = (alpha > 0) | (sh > 1e-3)
-    rows, cols = np.flatnonzero(touched.any(1)), np.flatnonzero(touched.any(0))
-    if len(rows) == 0:  # nothing drawn: keep a 1x1 empty patch
-        rows, cols = np.array([0]), np.array([0])
-    crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    a, sh, rgb = alpha[crop], sh[crop], rgb[crop]
-    keep = 1.0 - sh
+    """Build an `ItemPatch`: crop to the object plus its shadow's reach, add the shadow, precompute compositing."""
+    x, y, w, h = cv2.boundingRect((alpha > 0).view(np.uint8))
+    if w == 0 or h == 0:  # nothing drawn: keep a 1x1 empty patch
+        x, y, w, h = 0, 0, 1, 1
+    r = SHADOW_REACH
+    crop = (slice(max(0, y - r), min(alpha.shape[0], y + h + SHADOW_OFFSET[1] + r)),
+            slice(max(0, x - r), min(alpha.shape[1], x + w + SHADOW_OFFSET[0] + r)))
+    a, rgb = np.ascontiguousarray(alpha[crop]), rgb[crop]
+    keep = 1.0 - drop_shadow(a, shadow)
     keep *= 1.0 - a
     premult = np.multiply(rgb, gray3(a), dtype=np.float32)
     return ItemPatch(kind=kind, label=label, alpha=a, footprint=footprint[crop], occluder=a >= OCCLUDE_ALPHA,
@@ -85,7 +89,7 @@ class Canvas:
         return make_patch(kind, label, rgb, alpha.astype(np.float32), cov >= FOOTPRINT_ALPHA, shadow)
 
 
-def drop_shadow(alpha: np.ndarray, strength: float, offset: tuple[int, int] = (3, 4)) -> np.ndarray:
+def drop_shadow(alpha: np.ndarray, strength: float, offset: tuple[int, int] = SHADOW_OFFSET) -> np.ndarray:
     """A soft shadow of `alpha` cast down-right (light from the upper left), scaled by `strength`."""
     sh = np.zeros_like(alpha)
     if strength <= 0:
@@ -93,7 +97,7 @@ def drop_shadow(alpha: np.ndarray, strength: float, offset: tuple[int, int] = (3
     dx, dy = offset
     h, w = alpha.shape
     sh[dy:, dx:] = alpha[: h - dy, : w - dx] * strength
-    return cv2.blur(cv2.blur(sh, (5, 5)), (5, 5))  # two box passes: a cheap, soft near-Gaussian
+    return cv2.blur(cv2.blur(sh, (5, 5)), (5, 5))  # two box passes (reach 4 px): a cheap, soft near-Gaussian
 
 
 def _rotate(layers: tuple[np.ndarray, ...], angle_deg: float) -> list[np.ndarray]:
