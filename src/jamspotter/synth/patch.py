@@ -120,11 +120,19 @@ def gray3(a: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(a, np.float32), cv2.COLOR_GRAY2RGB)
 
 
-def times_color(img: np.ndarray, color: np.ndarray | tuple[float, float, float]) -> np.ndarray:
-    """`img` (h, w, 3) times a per-channel colour, as one row-wise product (fast, see `gray3`)."""
+def times_color(img: np.ndarray, color: np.ndarray | tuple[float, float, float],
+                out: np.ndarray | None = None) -> np.ndarray:
+    """`img` (h, w, 3) times a per-channel colour, as one row-wise product (fast, see `gray3`).
+
+    `out`, when given, must be a C-contiguous float32 (h, w, 3) array; the product is written there.
+    """
     h, w = img.shape[:2]
     row = np.tile(np.asarray(color, np.float32), w)[None, :]
-    return (np.ascontiguousarray(img, np.float32).reshape(h, w * 3) * row).reshape(h, w, 3)
+    flat = np.ascontiguousarray(img, np.float32).reshape(h, w * 3)
+    if out is None:
+        return (flat * row).reshape(h, w, 3)
+    np.multiply(flat, row, out=out.reshape(h, w * 3))
+    return out
 
 
 def to_int_pts(pts: np.ndarray, shift: int = 4) -> np.ndarray:

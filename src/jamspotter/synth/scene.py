@@ -133,7 +133,7 @@ def compose(scene: Scene, shift: int = 0, speed: float | None = None, with_masks
     """Render the frame at belt advance `shift` px; `speed` (m/s) sets this frame's motion blur."""
     w, h, belt = scene.width, scene.height, scene.belt
     canvas = np.empty((h, w, 3), np.float32)
-    canvas[belt.top: belt.bottom] = times_color(gray3(belt.window(shift)), belt.tint)
+    times_color(gray3(belt.window(shift)), belt.tint, out=canvas[belt.top: belt.bottom])
     canvas[: belt.top] = belt.rail_top  # items may reach under the rails; rails are pasted again on top
     canvas[belt.bottom:] = belt.rail_bottom
     owner = np.full((h, w), -1, np.int16)
