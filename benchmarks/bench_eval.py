@@ -4,13 +4,12 @@ Prints the time of our matching + P/R/F1 (vectorised per image), of pycocotools 
 reference measured in the same run (pure-Python greedy matching with the scalar `iou` per pair, on a
 subset, scaled to the full set), with the ratio. Also checks our TP count against the reference's.
 
-    .venv/bin/python benchmarks/bench_eval.py [--images 10000] [--ref-images 1000] [--repeat 3] [--workers N]
+    .venv/bin/python benchmarks/bench_eval.py [--images 10000] [--ref-images 1000] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -112,7 +111,6 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--ref-images", type=int, default=1_000, help="subset for the pure-Python reference")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs (not for pycocotools)")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for pycocotools evaluate()")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -129,11 +127,6 @@ def main() -> None:
     c, t_coco = timed(coco_map, pairs)
     print(f"pycocotools mAP (in-memory COCO, loadRes, evaluate, accumulate)  {t_coco:6.2f} s   "
           f"mAP {c['map']:.3f} mAP50 {c['map50']:.3f}")
-    if args.workers > 1:
-        cw, t_cw = timed(coco_map, pairs, args.workers)
-        print(f"pycocotools mAP, evaluate() in {args.workers} forked processes          {t_cw:6.2f} s   "
-              f"mAP {cw['map']:.3f} mAP50 {cw['map50']:.3f}  ({'same' if cw['map'] == c['map'] else 'DIFFERENT'}; "
-              f"{t_coco / t_cw:.1f}x)")
     print(f"total with mAP: {t_ours + t_coco:.2f} s")
 
     n = min(args.ref_images, args.images)

@@ -266,12 +266,12 @@ def _random_coco(seed: int, n_images: int = 40):
     return {"images": images, "annotations": anns, "categories": cats}, dets
 
 
-@pytest.mark.parametrize(("seed", "workers"), [(0, 1), (1, 1), (1, 3)])
-def test_map_equals_pycocotools_random(tmp_path, seed, workers):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_map_equals_pycocotools_random(tmp_path, seed):
     gt_json, dets = _random_coco(seed)
     ev = _coco_direct(tmp_path, gt_json, dets)
     gt, pred = _samples_from_coco(gt_json, dets)
-    m = evaluate_detection_run(gt, pred, coco_workers=workers).metrics
+    m = evaluate_detections(gt, pred)
     assert m["map"] == pytest.approx(ev.stats[0], abs=1e-12)
     assert m["map50"] == pytest.approx(ev.stats[1], abs=1e-12)
     assert m["mar100"] == pytest.approx(ev.stats[8], abs=1e-12)

@@ -50,7 +50,6 @@ def detection(
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: jam_risk} overrides."),
     gallery: int = typer.Option(50, "--gallery", min=0, help="At most this many images in gallery.html."),
     coco_map: bool = typer.Option(True, "--map/--no-map", help="COCO mAP through pycocotools (slow on big sets)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes for pycocotools' per-image evaluation."),
 ) -> None:
     """Precision/recall/F1, mean IoU, jam-class recall and COCO mAP of predicted boxes."""
     from rich.console import Console
@@ -67,7 +66,7 @@ def detection(
     preds = load_predictions(pred, "detection", samples, root, family, raw, min_pixels, max_pixels)
     what = " and running COCOeval" if coco_map else ""
     with Console(stderr=True).status(f"matching {len(samples)} images{what} ..."):
-        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map, coco_workers=workers)
+        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map)
         metrics = write_detection_report(ev, out, root, gallery)
     _print("detection", metrics, out)
 

@@ -10,7 +10,6 @@ empty result set is built directly). pycocotools' prints are captured.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 from collections.abc import Sequence
 
@@ -53,60 +52,10 @@ def coco_dicts(pairs: Sequence[tuple[Sample, Sample | None]]) -> tuple[dict, lis
     return gt, dets, labels
 
 
-_FORKED_EVAL = None  # the COCOeval that forked workers evaluate a slice of (set just before forking)
-
-
-def _evaluate_images(img_ids: list) -> list:
-    """In a forked worker: pycocotools' own `evaluate()` on a slice of the images; returns its evalImgs."""
-    ev = _FORKED_EVAL
-    ev.params.imgIds = list(img_ids)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.evaluate()
-    return ev.evalImgs
-
-
-def evaluate_in_parallel(ev, workers: int) -> None:  # noqa: ANN001 - a pycocotools COCOeval
-    """`ev.evaluate()` split over image slices in `workers` forked processes; leaves exactly the evalImgs a
-    serial run would (ordered by category, area range, image), so `accumulate()` is unchanged.
-
-    Falls back to the serial call where fork is unavailable or the set is small.
-    """
-    global _FORKED_EVAL
-    import multiprocessing
-
-    p = ev.params
-    p.imgIds, p.catIds, p.maxDets = list(np.unique(p.imgIds)), list(np.unique(p.catIds)), sorted(p.maxDets)
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:
-        ctx = None
-    if workers <= 1 or ctx is None or len(p.imgIds) < 4 * workers or not p.useCats:
-        ev.evaluate()
-        return
-    slices = [list(c) for c in np.array_split(np.asarray(p.imgIds), workers)]
-    _FORKED_EVAL = ev
-    try:
-        with ctx.Pool(workers) as pool:
-            parts = pool.map(_evaluate_images, slices)
-    finally:
-        _FORKED_EVAL = None
-    n_cat, n_area, n_img = len(p.catIds), len(p.areaRng), len(p.imgIds)
-    merged: list = [None] * (n_cat * n_area * n_img)
-    offset = 0
-    for part, ids in zip(parts, slices, strict=True):
-        n = len(ids)
-        for block in range(n_cat * n_area):  # evalImgs is [category][area range][image], flattened
-            merged[block * n_img + offset:block * n_img + offset + n] = part[block * n:(block + 1) * n]
-        offset += n
-    ev.evalImgs = merged
-    ev._paramsEval = copy.deepcopy(p)
-
-
-def coco_map(pairs: Sequence[tuple[Sample, Sample | None]], workers: int = 1) -> dict:
+def coco_map(pairs: Sequence[tuple[Sample, Sample | None]]) -> dict:
     """pycocotools bbox metrics: `map`, `map50`, the other COCO stats, per-class AP / AP50 (None = undefined).
 
-    `coco_summary` keeps pycocotools' own printout for the report. `workers` > 1 runs pycocotools'
-    per-image evaluation in that many forked processes (same numbers; worth it on large sets).
+    `coco_summary` keeps pycocotools' own printout for the report.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -124,7 +73,7 @@ def coco_map(pairs: Sequence[tuple[Sample, Sample | None]], workers: int = 1) ->
             coco_dt.dataset = {"images": gt_dict["images"], "categories": gt_dict["categories"], "annotations": []}
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
-        evaluate_in_parallel(ev, workers)
+        ev.evaluate()
         ev.accumulate()
         ev.summarize()
     stats = {name: (None if v < 0 else float(v)) for name, v in zip(STAT_NAMES, ev.stats, strict=True)}

@@ -84,7 +84,6 @@ def evaluate_detection_run(
     iou_threshold: float = 0.5,
     taxonomy: Taxonomy | None = None,
     coco: bool = True,
-    coco_workers: int = 1,
 ) -> DetectionEval:
     """Match every image and compute all detection metrics; see `evaluate_detections` for the keys."""
     if not 0.0 <= iou_threshold <= 1.0:
@@ -179,7 +178,7 @@ def evaluate_detection_run(
     if coco:
         from jamspotter.evaluate.coco import coco_map
 
-        c = coco_map(pairs, coco_workers)
+        c = coco_map(pairs)
         for name, ap in c.pop("per_class").items():
             per_class[name].update(ap)
         metrics.update(c)
