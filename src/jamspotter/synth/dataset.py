@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -31,22 +32,27 @@ def item_seed(seed: int, stream: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), stream, index]).generate_state(1)[0])
 
 
-def _image_job(out_dir: str, i: int, seed: int, width: int, height: int, jam_rate: float) -> str:
-    """Render and write image `i`; returns its Sample as a JSON line."""
+def _image_job(out_dir: str, i: int, seed: int, width: int, height: int, jam_rate: float
+               ) -> tuple[str, str, bytes]:
+    """Render image `i`; returns its Sample as a JSON line, its relative path and its JPEG bytes."""
     s = item_seed(seed, 0, i)
     scene = build_scene(width, height, s, jam_rate)
     frame = compose(scene, 0)
     rel = f"images/belt-{i:06d}.jpg"
-    with atomic_write(Path(out_dir) / rel, "wb") as fh:
-        fh.write(encode_jpeg(frame.image, scene.conditions.jpeg_quality).tobytes())
-    return Sample(
+    sample = Sample(
         id=f"belt-{i:06d}", image=rel, width=width, height=height, objects=frame.objects, source="synth",
         meta={"seed": s, "jam_rate": jam_rate, "conditions": scene.conditions.as_dict()},
-    ).to_json()
+    )
+    return sample.to_json(), rel, encode_jpeg(frame.image, scene.conditions.jpeg_quality).tobytes()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
 
 
 def _clip_job(out_dir: str, k: int, seed: int, width: int, height: int, jam_rate: float, seconds: float,
-              fps: int) -> str:
+              fps: int) -> tuple[str, None, None]:
     """Render and write clip `k` as mp4; returns its Sample as a JSON line."""
     s = item_seed(seed, 1, k)
     clip = render_clip(width, height, s, seconds=seconds, fps=fps, jam_rate=jam_rate)
@@ -57,7 +63,7 @@ def _clip_job(out_dir: str, k: int, seed: int, width: int, height: int, jam_rate
         frame_objects=clip.frame_objects, source="synth",
         target=Target(kind="belt_speed", values=[[v] for v in clip.speeds], names=["belt_speed_m_s"]),
         meta={"seed": s, "jam_rate": jam_rate, "shift_px": clip.shifts, "conditions": clip.conditions.as_dict()},
-    ).to_json()
+    ).to_json(), None, None
 
 
 def _check(n: int, size: tuple[int, int], jam_rate: float, clips: int, seconds: float, fps: int) -> None:
@@ -88,16 +94,27 @@ def generate_dataset(out_dir: str | Path, n: int, size: tuple[int, int] = (640, 
     jobs += [(_clip_job, (str(out), k, seed, width, height, jam_rate, seconds, int(fps))) for k in range(clips)]
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallel over images, not inside OpenCV calls on small patches: less overhead
-    try:
-        lines = list(_run(jobs, workers, progress))
-    finally:
-        cv2.setNumThreads(threads)
+    lines = []
+    # image files are written (atomically, with fsync) by a thread while the next images render
+    with ThreadPoolExecutor(max_workers=2) as writer:
+        try:
+            writes: deque = deque()
+            for line, rel, data in _run(jobs, workers, progress):
+                lines.append(line)
+                if rel is not None:
+                    writes.append(writer.submit(_write_file, out / rel, data))
+                while len(writes) > 32:  # bound the JPEG bytes waiting in memory
+                    writes.popleft().result()
+            for w in writes:
+                w.result()
+        finally:
+            cv2.setNumThreads(threads)
     samples = [Sample.model_validate_json(line) for line in lines]
     write_samples(out / "samples.jsonl", samples)
     return samples
 
 
-def _run(jobs: list, workers: int, progress: bool) -> Iterator[str]:
+def _run(jobs: list, workers: int, progress: bool) -> Iterator[tuple]:
     """Run jobs in order (in `workers` processes when > 1), optionally under a progress bar."""
     from rich.progress import track
 
