@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ from jamspotter.train.config import load_config, packaged_configs
 from jamspotter.train.data import IGNORE_INDEX, Example, SFTCollator, example_to_row
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_cpu_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; several stall badly on a shared, busy CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +129,41 @@ def test_recommend_and_k8s(tmp_path: Path) -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert "--nproc_per_node=2" in container["command"] and "--resume" in container["command"]
     assert yaml.safe_load(config_map["data"]["train.yaml"])["finetune"]["method"] == "qlora"
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_clip_samples_become_video_inputs(tmp_path: Path, family: str) -> None:
+    """Clips go in as av-decoded (or file) frames with metadata; only the sequence answer carries loss."""
+    import av
+    import numpy as np
+
+    from jamspotter.data.records import Target
+    from jamspotter.formats import get_format
+    from jamspotter.models import load_model
+
+    with av.open(str(tmp_path / "c.mp4"), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 20 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frames = []
+    for i in range(4):
+        Image.new("RGB", (64, 64), (40 * i, 90, 90)).save(tmp_path / f"f{i}.png")
+        frames.append(f"f{i}.png")
+    target = Target(kind="trajectory", values=[[1.0, 0.1], [1.2, 0.0]], names=["velocity", "curvature"])
+    clips = [Sample(id="v", video="c.mp4", fps=10, width=64, height=64, target=target),
+             Sample(id="f", frames=frames, fps=10, width=64, height=64, target=target)]
+    model, processor = load_model(build_tiny_model(family, tmp_path / "m", real_tokenizer=False),
+                                  min_pixels=3136, max_pixels=64 * 64)
+    fmt = get_format(family, processor=processor)
+    batch = SFTCollator(processor, fmt, clip_frames=4)([example_to_row(Example(s, str(tmp_path))) for s in clips])
+    assert batch["video_grid_thw"].shape[0] == 2 and "pixel_values_videos" in batch
+    kept = batch["labels"][0] != IGNORE_INDEX
+    assert processor.tokenizer.decode(batch["input_ids"][0][kept]) == fmt.render_turns(clips[0])[0][1] + "<|im_end|>"
+    loss = model(**batch).loss
+    assert loss.isfinite()

@@ -103,6 +103,8 @@ class TrainConfig(_Section):
     logging_steps: int = Field(10, gt=0, description="log loss/lr every N steps")
     report_to: Literal["none", "tensorboard", "wandb"] | list[Literal["tensorboard", "wandb"]] = Field(
         "none", description="where to log: none, tensorboard, wandb (or a list)")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (1 is fastest for tiny models on a busy machine; null: default)")
     dataloader_workers: int = Field(0, ge=0, description="data loader processes (images decode in them)")
 
 

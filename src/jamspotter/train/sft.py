@@ -59,7 +59,7 @@ def resolve_model_name(cfg: SFTRunConfig) -> str:
     from jamspotter.models.tiny import build_tiny_model
 
     family = name.removeprefix("tiny:")
-    folder = Path(cfg.train.output_dir) / f"base-tiny-{family}"
+    folder = (Path(cfg.train.output_dir) / f"base-tiny-{family}").resolve()
     if not (folder / "config.json").is_file():
         build_tiny_model(family, folder, seed=cfg.train.seed)
     return str(folder)
@@ -122,6 +122,10 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     from jamspotter.train.callbacks import DetectionF1Callback
 
     start = time.time()
+    if cfg.train.cpu_threads:
+        import torch
+
+        torch.set_num_threads(cfg.train.cpu_threads)
     transformers.set_seed(cfg.train.seed)
     out = Path(cfg.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,13 +156,19 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     final = out / "final"
     trainer.save_model(str(final))
     processor.save_pretrained(str(final))
+    # What inference needs to ask the same question the model was trained on.
+    write_json(final / "jamspotter.json", {
+        "family": family, "classes": list(fmt.classes), "jam_only": cfg.data.jam_only,
+        "min_pixels": cfg.data.min_pixels, "max_pixels": cfg.data.max_pixels, "method": cfg.finetune.method})
     metrics: dict[str, Any] = {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
                                "family": family, "method": cfg.finetune.method, "examples": len(examples)}
     if eval_ds is not None:
         metrics.update(trainer.evaluate())
     f1 = [c for c in callbacks if isinstance(c, DetectionF1Callback)]
     if f1:
-        metrics["detection"] = f1[0].run(trainer.model, trainer.state.global_step)
+        last = f1[0].history[-1] if f1[0].history else {}
+        step = trainer.state.global_step
+        metrics["detection"] = last if last.get("step") == step else f1[0].run(trainer.model, step)
     write_json(out / "metrics.json", metrics)
     log(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
     return SFTResult(out, final, trainer.state.global_step, result.training_loss, metrics, time.time() - start)
