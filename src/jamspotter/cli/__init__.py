@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jamspotter.cli.line",
     "jamspotter.cli.edge",
     "jamspotter.cli.infer",
+    "jamspotter.cli.edge_detector",
 )
 
 for _name in COMMAND_MODULES:
