@@ -47,7 +47,7 @@ def _image_job(out_dir: str, i: int, seed: int, width: int, height: int, jam_rat
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    with atomic_write(path, "wb") as fh:
+    with atomic_write(path, "wb", fsync=False) as fh:
         fh.write(data)
 
 
