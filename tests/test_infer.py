@@ -11,7 +11,7 @@ from PIL import Image
 
 from jamspotter.data.records import BoxObject, Sample
 
-FAMILIES = ("qwen2.5-vl", "qwen2-vl")
+FAMILIES = ("qwen2.5-vl", "qwen2-vl", "qwen3-vl")
 SIZES = [(64, 64), (96, 64), (64, 120)]  # (width, height): three different model input sizes
 
 
@@ -58,7 +58,8 @@ def test_batched_generation_equals_one_by_one(detectors: dict, family: str) -> N
         assert res.image_size == im.size
         # the processor's real input size agrees with the format's smart_resize (same min/max pixels)
         assert res.input_size == det.format.input_size(*im.size)
-        assert res.input_size[0] % 28 == 0 and res.input_size[1] % 28 == 0
+        factor = det.format.params.factor  # 28 for Qwen2/2.5-VL, 32 for Qwen3-VL
+        assert res.input_size[0] % factor == 0 and res.input_size[1] % factor == 0
         for box in res.detections:  # whatever garbage came out, boxes are inside the original image
             x1, y1, x2, y2 = box.bbox
             assert 0 <= x1 <= x2 <= im.width and 0 <= y1 <= y2 <= im.height
@@ -90,10 +91,30 @@ def test_known_answer_comes_back_in_original_pixels(detectors: dict, family: str
 
 
 def test_prompt_is_the_training_prompt(detectors: dict) -> None:
-    det = detectors["qwen2.5-vl"]
+    det = detectors["qwen2.5-vl"]  # no jamspotter.json: task auto -> detect_all (training's default)
     sample = Sample(id="x", width=64, height=64)
-    assert det.prompt == det.format.render_detection(sample, jam_only=True)[0]
-    assert "rope" in det.prompt
+    assert det.task == "detect_all"
+    assert det.prompt == det.format.render_detection(sample, jam_only=False)[0]
+    assert "rope" in det.prompt and "cardboard" in det.prompt
+
+
+def test_auto_task_follows_the_training_metadata(tiny_vlms: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from jamspotter.formats import get_format
+    from jamspotter.infer import Detector
+
+    model = shutil.copytree(tiny_vlms["qwen2-vl"], tmp_path / "finetuned")
+    meta = {"family": "qwen2-vl", "classes": ["rope", "hose", "cardboard"], "jam_only": True,
+            "min_pixels": 56 * 56, "max_pixels": 112 * 112}
+    (model / "jamspotter.json").write_text(json.dumps(meta))
+    det = Detector(model, max_new_tokens=4, device="cpu")
+    assert det.task == "detect_jam" and det.format.classes == ("rope", "hose", "cardboard")
+    assert (det.format.params.min_pixels, det.format.params.max_pixels) == (56 * 56, 112 * 112)
+    trained = get_format("qwen2-vl", classes=meta["classes"])
+    assert det.prompt == trained.render_detection(Sample(id="x", width=64, height=64), jam_only=True)[0]
+    (res,) = det.detect([Image.new("RGB", (400, 300))])
+    assert res.input_size[0] * res.input_size[1] <= 112 * 112  # the recorded token budget was applied
 
 
 def test_detect_video_and_clip_samples(detectors: dict, tmp_path: Path) -> None:

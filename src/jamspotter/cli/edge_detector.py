@@ -73,7 +73,7 @@ def distill_cmd(
     epochs: int = EPOCHS, batch_size: int = BATCH, lr: float = LR, image_size: int = SIZE,
     score_threshold: float = THRESHOLD, export: bool = EXPORT, seed: int = typer.Option(0, "--seed"),
     family: str = typer.Option("auto", "--family"),
-    task: str = typer.Option("detect_jam", "--task", help="detect_jam | detect_all (what the teacher is asked)"),
+    task: str = typer.Option("auto", "--task", help="auto | detect_jam | detect_all (what the teacher is asked)"),
     teacher_batch_size: int = typer.Option(4, "--teacher-batch-size", min=1),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     threads: int = THREADS,

@@ -15,7 +15,7 @@ def infer_cmd(
     inputs: list[Path] = typer.Argument(..., help="Images, videos, folders of them, or datasets (samples.jsonl)."),
     out: Path = typer.Option(..., "--out", help="Predictions JSONL (what `jamspotter eval detection --pred` reads)."),
     family: str = typer.Option("auto", "--family", help="auto | qwen2-vl | qwen2.5-vl | qwen3-vl"),
-    task: str = typer.Option("detect_jam", "--task", help="detect_jam (jam-causing items) | detect_all"),
+    task: str = typer.Option("auto", "--task", help="auto (what the model was trained on) | detect_jam | detect_all"),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     min_pixels: int = typer.Option(None, "--min-pixels", help="Override the processor's image token budget."),

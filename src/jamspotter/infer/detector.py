@@ -19,9 +19,26 @@ import numpy as np
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.errors import DataError, JamspotterError
 
-Task = Literal["detect_jam", "detect_all"]
+Task = Literal["auto", "detect_jam", "detect_all"]
 ImageLike = Any  # PIL.Image.Image | str | Path | numpy.ndarray (H x W x 3 uint8 RGB)
-TASKS: tuple[str, ...] = ("detect_jam", "detect_all")
+TASKS: tuple[str, ...] = ("auto", "detect_jam", "detect_all")
+TRAINING_META = "jamspotter.json"  # written by `jamspotter train sft` beside the final weights
+
+
+def training_meta(name_or_path: str | Path) -> dict[str, Any]:
+    """What `jamspotter train` recorded about a local model (family, classes, jam_only, min/max pixels); {} if none."""
+    import json
+
+    path = Path(name_or_path) / TRAINING_META
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read training metadata ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: training metadata must be a JSON object")
+    return meta
 
 
 @dataclass
@@ -87,7 +104,9 @@ class Detector:
     """Load a Qwen-VL model once, then `detect` images, samples or clips.
 
     task: "detect_jam" asks only for jam-causing items (the jam_only training prompt), "detect_all"
-    for every listed class. min/max_pixels override the processor's image token budget.
+    for every listed class; "auto" asks what the model was trained on (jamspotter.json beside a model
+    fine-tuned here: its jam_only flag, class list and min/max pixels), else "detect_all".
+    min/max_pixels override the processor's image token budget.
     """
 
     def __init__(
@@ -99,7 +118,7 @@ class Detector:
         device: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
-        task: Task = "detect_jam",
+        task: Task = "auto",
         max_new_tokens: int = 512,
         attn: str | None = None,
     ) -> None:
@@ -110,7 +129,12 @@ class Detector:
         from jamspotter.models.families import VISION_TOKENS
 
         if task not in TASKS:
-            raise JamspotterError(f"unknown task {task!r}; use {' or '.join(TASKS)}")
+            raise JamspotterError(f"unknown task {task!r}; use {', '.join(TASKS)}")
+        trained = training_meta(name_or_path)
+        if task == "auto":
+            task = "detect_jam" if trained.get("jam_only") else "detect_all"
+        min_pixels = min_pixels if min_pixels is not None else trained.get("min_pixels")
+        max_pixels = max_pixels if max_pixels is not None else trained.get("max_pixels")
         self.name_or_path, self.task, self.max_new_tokens = str(name_or_path), task, int(max_new_tokens)
         self.model, self.processor = load_model(name_or_path, family=family, quantization=quantization,
                                                 dtype=dtype, attn=attn, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -118,7 +142,8 @@ class Detector:
         if quantization is None:  # bitsandbytes models are already placed by load_model
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()
-        self.format = get_format(self.family, processor=self.processor)  # resize params of THIS processor
+        # resize params of THIS processor; the class list the model was trained to read, when known
+        self.format = get_format(self.family, processor=self.processor, classes=trained.get("classes"))
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         # The vision pads are never an answer; a random or badly tuned model that sampled one would
@@ -207,20 +232,19 @@ class Detector:
         one entry per frame, with `meta["frame_indices"]`), which is where `jamspotter.evaluate` reads them.
         Clip videos are sampled every `every_n` frames; a clip given as `frames` runs on all of them.
         """
-        images = [s for s in samples if s.image is not None]
-        by_id: dict[int, Sample] = {}
-        results = self.detect([s.image_path(root) for s in images], batch_size=batch_size, progress=progress)
-        for s, res in zip(images, results, strict=True):
-            by_id[id(s)] = prediction_sample(s, res)
-        out = []
         for s in samples:
-            if id(s) in by_id:
-                out.append(by_id[id(s)])
-            elif s.video is not None or s.frames:
-                out.append(self._detect_clip(s, root, batch_size, every_n))
-            else:
+            if s.image is None and s.video is None and not s.frames:
                 raise DataError(f"sample {s.id}: no image, video or frames to run the detector on")
-        return out
+        out: list[Sample | None] = [None] * len(samples)
+        on_images = [i for i, s in enumerate(samples) if s.image is not None]
+        results = self.detect([samples[i].image_path(root) for i in on_images], batch_size=batch_size,
+                              progress=progress)
+        for i, res in zip(on_images, results, strict=True):
+            out[i] = prediction_sample(samples[i], res)
+        for i, s in enumerate(samples):
+            if out[i] is None:
+                out[i] = self._detect_clip(s, root, batch_size, every_n)
+        return out  # type: ignore[return-value]  # every slot is filled above
 
     def _detect_clip(self, sample: Sample, root: str | Path | None, batch_size: int, every_n: int) -> Sample:
         if sample.frames:
