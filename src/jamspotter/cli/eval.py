@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from jamspotter.cli.app import eval_app
+
+
+class MapBackend(str, Enum):
+    """`--map-backend` choices: the names of `jamspotter.evaluate.coco.MAP_BACKENDS` (not imported: numpy)."""
+
+    auto = "auto"
+    faster = "faster"
+    pycocotools = "pycocotools"
+
 
 PRED = typer.Option(..., "--pred", help="Predictions JSONL (one line per image/clip id).")
 GT = typer.Option(..., "--gt", help="Ground-truth dataset folder (with samples.jsonl) or a samples JSONL file.")
@@ -49,7 +59,11 @@ def detection(
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="Processor max_pixels used at inference."),
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: jam_risk} overrides."),
     gallery: int = typer.Option(50, "--gallery", min=0, help="At most this many images in gallery.html."),
-    coco_map: bool = typer.Option(True, "--map/--no-map", help="COCO mAP through pycocotools (slow on big sets)."),
+    coco_map: bool = typer.Option(True, "--map/--no-map", help="COCO mAP@[.5:.95] and mAP@.5 (COCOeval)."),
+    map_backend: MapBackend = typer.Option(
+        MapBackend.auto, "--map-backend",
+        help="COCOeval implementation: faster (faster-coco-eval, C++), pycocotools (reference), "
+             "auto = faster when installed."),
 ) -> None:
     """Precision/recall/F1, mean IoU, jam-class recall and COCO mAP of predicted boxes."""
     from rich.console import Console
@@ -66,7 +80,8 @@ def detection(
     preds = load_predictions(pred, "detection", samples, root, family, raw, min_pixels, max_pixels)
     what = " and running COCOeval" if coco_map else ""
     with Console(stderr=True).status(f"matching {len(samples)} images{what} ..."):
-        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map)
+        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map,
+                                    map_backend=map_backend.value)
         metrics = write_detection_report(ev, out, root, gallery)
     _print("detection", metrics, out)
 

@@ -84,10 +84,18 @@ def evaluate_detection_run(
     iou_threshold: float = 0.5,
     taxonomy: Taxonomy | None = None,
     coco: bool = True,
+    map_backend: str = "auto",
 ) -> DetectionEval:
-    """Match every image and compute all detection metrics; see `evaluate_detections` for the keys."""
+    """Match every image and compute all detection metrics; see `evaluate_detections` for the keys.
+
+    `map_backend` picks the COCOeval implementation (`auto`, `faster`, `pycocotools`; see `coco.py`).
+    """
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    if coco:  # an unusable backend fails before any work
+        from jamspotter.evaluate.coco import resolve_map_backend
+
+        map_backend = resolve_map_backend(map_backend)
     taxonomy = taxonomy or Taxonomy()
     log = WarningLog()
     gt, pred = expand_clips(gt, pred, log)
@@ -178,7 +186,7 @@ def evaluate_detection_run(
     if coco:
         from jamspotter.evaluate.coco import coco_map
 
-        c = coco_map(pairs)
+        c = coco_map(pairs, map_backend)
         for name, ap in c.pop("per_class").items():
             per_class[name].update(ap)
         metrics.update(c)
@@ -188,13 +196,14 @@ def evaluate_detection_run(
 
 
 def evaluate_detections(
-    gt: list[Sample], pred: list[Sample], iou_threshold: float = 0.5, taxonomy: Taxonomy | None = None
+    gt: list[Sample], pred: list[Sample], iou_threshold: float = 0.5, taxonomy: Taxonomy | None = None,
+    map_backend: str = "auto",
 ) -> dict:
     """All detection metrics as one JSON-able dict (what `jamspotter eval detection` writes as metrics.json).
 
     Top level: `precision`, `recall`, `f1` (with `tp`/`fp`/`fn`) at `iou_threshold`, `by_iou` (also at 0.5),
     `mean_iou` of matched pairs, `jam_recall` / `jam_precision` (jam-causing classes alone; a GT box is
     jam-causing by its `jam_risk`, else by the taxonomy), COCO `map` (@[.5:.95]) and `map50` from
-    pycocotools, `score_source`, `per_class`, and counted `warnings`.
+    faster-coco-eval or pycocotools (`map_backend` says which), `score_source`, `per_class`, and counted `warnings`.
     """
-    return evaluate_detection_run(gt, pred, iou_threshold, taxonomy).metrics
+    return evaluate_detection_run(gt, pred, iou_threshold, taxonomy, map_backend=map_backend).metrics

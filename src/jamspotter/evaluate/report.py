@@ -44,6 +44,8 @@ def headline(task: str, m: dict) -> list[tuple[str, str]]:
                  ("mean IoU of matches", fmt(m["mean_iou"]))]
         if "map" in m:
             rows += [("COCO mAP@[.5:.95]", fmt(m["map"])), ("COCO mAP@.5", fmt(m["map50"]))]
+            if "map_backend" in m:
+                rows.append(("mAP computed by", f"{m['map_backend']} {m.get('map_backend_version', '')}".strip()))
         rows += [("images / GT boxes / predictions", f"{m['n_images']} / {m['n_gt']} / {m['n_pred']}"),
                  ("scores", m["score_source"])]
     elif task == "classification":
@@ -253,15 +255,16 @@ def write_detection_report(ev: DetectionEval, out_dir: str | Path, gt_root: str 
              c.get("ap50"), "yes" if c["jam_risk"] else "") for name, c in m["per_class"].items()]
     extra = ["## Per class", ""] + _table(
         ["class", "GT", "pred", "precision", "recall", "F1", "mean IoU", "AP", "AP50", "jam"], rows) + [""]
+    backend = f"{m.get('map_backend', 'pycocotools')} {m.get('map_backend_version', '')}".strip()
     extra += ["Matching: greedy one-to-one by IoU with class agreement, highest score first. "
-              "mAP from pycocotools (COCOeval, bbox, maxDets 100)." if "map" in m else
+              f"mAP computed by {backend} (COCOeval, bbox, maxDets 100)." if "map" in m else
               "Matching: greedy one-to-one by IoU with class agreement, highest score first. mAP not computed.", ""]
     if not m["n_pred"] or m["score_source"] != "model":
         extra += ["Predictions without a model score count as 1.0: they are unranked, so mAP and the PR curve treat "
-                  "them as tied (pycocotools breaks ties by image order).", ""]
+                  "them as tied (COCOeval breaks ties by image order).", ""]
     extra += ["[Error gallery](gallery.html)", ""]
     stats = [line for line in (coco or "").splitlines() if line.lstrip().startswith("Average")]
-    tail = ["## pycocotools summary", "", "```", *stats, "```", ""] if stats else []
+    tail = [f"## COCOeval summary ({backend})", "", "```", *stats, "```", ""] if stats else []
     _summary("detection", m, figures, out_dir, extra, tail)
     write_json(out_dir / "metrics.json", m)
     return m
