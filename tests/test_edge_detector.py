@@ -159,3 +159,18 @@ def test_distill_with_a_tiny_vlm_teacher(tmp_path: Path) -> None:
     assert all(s.image_path(out / "pseudo_labels").is_file() for s in pseudo)
     assert summary["pseudo_boxes"] == sum(len(s.objects) for s in pseudo)
     assert (out / "detector.safetensors").is_file() and summary["training"]["classes"]
+
+
+def test_checkpoint_reloads_the_same_architecture(tmp_path: Path) -> None:
+    """The full-tail backbone (used with ImageNet weights) reloads as itself, with identical outputs."""
+    from jamspotter.edge.detector import EdgeBoxDetector
+
+    det = _detector(["rope"])
+    full = EdgeBoxDetector(["rope"], image_size=SIZE, reduced_tail=False)
+    full.save(tmp_path)
+    again = EdgeBoxDetector.load(tmp_path)
+    assert again.model.jamspotter_reduced_tail is False
+    x = torch.rand(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(full.raw.eval()(x), again.raw.eval()(x))
+    assert sum(p.numel() for p in full.model.parameters()) > sum(p.numel() for p in det.model.parameters())

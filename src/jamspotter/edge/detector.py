@@ -62,16 +62,43 @@ def _cached_backbone_weights() -> Any:
     return weights if cached.is_file() else None
 
 
-def build_ssdlite(num_classes: int, *, pretrained_backbone: bool = False, score_threshold: float = 0.3) -> nn.Module:
-    """SSDlite320-MobileNetV3-Large with `num_classes` object classes (+ background), never downloading."""
-    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+def build_ssdlite(num_classes: int, *, pretrained_backbone: bool = False, score_threshold: float = 0.3,
+                  reduced_tail: bool | None = None) -> nn.Module:
+    """SSDlite320-MobileNetV3-Large with `num_classes` object classes (+ background), never downloading.
 
-    weights_backbone = _cached_backbone_weights() if pretrained_backbone else None
-    if pretrained_backbone and weights_backbone is None:
+    Built like torchvision's `ssdlite320_mobilenet_v3_large`, except that the backbone's reduced tail
+    (torchvision uses it only without ImageNet weights) is an explicit choice, so a checkpoint reloads
+    into the same architecture whether or not the ImageNet file is on the machine that loads it.
+    """
+    from functools import partial
+
+    from torchvision.models import mobilenet_v3_large
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.ssdlite import SSDLiteHead, _mobilenet_extractor, _normal_init
+
+    weights = _cached_backbone_weights() if pretrained_backbone else None
+    if pretrained_backbone and weights is None:
         warnings.warn("MobileNetV3 ImageNet weights are not in the local torch cache and cannot be downloaded: "
                       "the edge detector starts from random init (train longer)", stacklevel=2)
-    return ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=weights_backbone, num_classes=num_classes + 1,
-                                         score_thresh=min(score_threshold, 0.01), detections_per_img=100)
+    if reduced_tail is None:
+        reduced_tail = weights is None
+    norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+    backbone = mobilenet_v3_large(weights=weights, norm_layer=norm_layer, reduced_tail=reduced_tail)
+    if weights is None:
+        _normal_init(backbone)
+    backbone = _mobilenet_extractor(backbone, 6, norm_layer)
+    size = (320, 320)  # only sizes the head; the anchors follow the feature maps of the real input size
+    anchors = DefaultBoxGenerator([[2, 3] for _ in range(6)], min_ratio=0.2, max_ratio=0.95)
+    out_channels = det_utils.retrieve_out_channels(backbone, size)
+    head = SSDLiteHead(out_channels, anchors.num_anchors_per_location(), num_classes + 1, norm_layer)
+    model = SSD(backbone, anchors, size, num_classes + 1, head=head, score_thresh=min(score_threshold, 0.01),
+                nms_thresh=0.55, detections_per_img=100, topk_candidates=300,
+                image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    model.jamspotter_reduced_tail = reduced_tail
+    model.jamspotter_backbone = "imagenet" if weights is not None else "random"
+    return model
 
 
 class RawHead(nn.Module):
@@ -106,12 +133,12 @@ class EdgeBoxDetector:
     """SSDlite box detector over a fixed class list; `predict` returns boxes in each image's own pixels."""
 
     def __init__(self, classes: Sequence[str], image_size: int = 320, score_threshold: float = 0.3,
-                 pretrained_backbone: bool = False) -> None:
+                 pretrained_backbone: bool = False, reduced_tail: bool | None = None) -> None:
         if not classes:
             raise JamspotterError("the edge detector needs at least one class")
         self.classes, self.image_size, self.score_threshold = list(classes), int(image_size), float(score_threshold)
         self.model = build_ssdlite(len(self.classes), pretrained_backbone=pretrained_backbone,
-                                   score_threshold=score_threshold)
+                                   score_threshold=score_threshold, reduced_tail=reduced_tail)
         self.raw = RawHead(self.model)
         self._anchors: torch.Tensor | None = None
 
@@ -200,7 +227,9 @@ class EdgeBoxDetector:
     # ---- persistence -------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return {"arch": ARCH, "classes": self.classes, "image_size": self.image_size,
-                "score_threshold": self.score_threshold, "input": "RGB 0..1, resized to image_size x image_size",
+                "score_threshold": self.score_threshold, "reduced_tail": self.model.jamspotter_reduced_tail,
+                "backbone_init": self.model.jamspotter_backbone,
+                "input": "RGB 0..1, resized to image_size x image_size",
                 "output": "head [B, anchors, 4 box deltas + 1 background + classes logits]"}
 
     def save(self, out_dir: str | Path) -> Path:
@@ -221,7 +250,8 @@ class EdgeBoxDetector:
 
         folder = Path(path) if Path(path).is_dir() else Path(path).parent
         meta = read_detector_meta(folder)
-        det = cls(meta["classes"], meta["image_size"], meta.get("score_threshold", 0.3))
+        det = cls(meta["classes"], meta["image_size"], meta.get("score_threshold", 0.3),
+                  reduced_tail=meta.get("reduced_tail", True))
         try:
             det.model.load_state_dict(load_file(str(folder / WEIGHTS)))
         except Exception as e:  # safetensors, OS and shape errors all mean "not this model"
@@ -257,7 +287,8 @@ class OnnxBoxDetector:
         onnx_path = path / ONNX if path.is_dir() else path
         meta = read_detector_meta(onnx_path.parent)
         # an untrained skeleton supplies torchvision's anchors, box coder and NMS (no weights needed)
-        self.decoder = EdgeBoxDetector(meta["classes"], meta["image_size"], meta.get("score_threshold", 0.3))
+        self.decoder = EdgeBoxDetector(meta["classes"], meta["image_size"], meta.get("score_threshold", 0.3),
+                                       reduced_tail=meta.get("reduced_tail", True))
         self.classes, self.session = self.decoder.classes, ort_session(onnx_path, threads)
 
     def predict(self, images: Sequence[Any], batch_size: int = 16) -> list[list[BoxObject]]:
