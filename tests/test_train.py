@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +168,18 @@ def test_clip_samples_become_video_inputs(tmp_path: Path, family: str) -> None:
     assert processor.tokenizer.decode(batch["input_ids"][0][kept]) == fmt.render_turns(clips[0])[0][1] + "<|im_end|>"
     loss = model(**batch).loss
     assert loss.isfinite()
+
+
+def test_cli_sft_on_a_tiny_qwen3(dataset: Path, tmp_path: Path) -> None:
+    """`train sft --config tiny` with `tiny:qwen3-vl`: trains, saves weights + processor + summary."""
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "sft", "--config", "tiny", "--set", "model.name=tiny:qwen3-vl",
+                                 "--set", f"data.train={dataset}", "--set", f"train.output_dir={run}",
+                                 "--set", "train.max_steps=2", "--set", "train.save_steps=1"])
+    assert result.exit_code == 0, result.output
+    assert "done: 2 steps" in result.output
+    final = run / "final"
+    assert (final / "model.safetensors").is_file() and (final / "processor_config.json").is_file()
+    info = json.loads((final / "jamspotter.json").read_text())
+    assert info["family"] == "qwen3-vl" and info["max_pixels"] == 12544
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 2

@@ -61,7 +61,7 @@ def resolve_model_name(cfg: SFTRunConfig) -> str:
     family = name.removeprefix("tiny:")
     folder = (Path(cfg.train.output_dir) / f"base-tiny-{family}").resolve()
     if not (folder / "config.json").is_file():
-        build_tiny_model(family, folder, seed=cfg.train.seed)
+        build_tiny_model(family, folder, seed=cfg.train.seed, real_tokenizer=False)  # small vocab: fast on CPU
     return str(folder)
 
 
