@@ -5,7 +5,8 @@ Reports median and p90 over `--iters` runs after warm-up, the ORT/PyTorch speed 
 same run, and (with --int8) the dynamically quantised ONNX model. The load average is printed because
 a shared machine inflates every figure.
 
-    python benchmarks/bench_edge_latency.py [--arch efficientnet-lite0] [--size 224] [--threads 2]
+    python benchmarks/bench_edge_latency.py [--arch efficientnet-lite0] [--size 224] [--threads 2] [--int8]
+        [--onnx runs/trashnet-lite0/model.int8-static.onnx]
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--int8", action="store_true", help="also time the INT8 dynamically quantised model")
+    ap.add_argument("--onnx", type=Path, action="append", default=[],
+                    help="also time this exported model (e.g. runs/trashnet-lite0/model.int8-static.onnx)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -75,6 +78,11 @@ def main() -> None:
             q_ms = timed(lambda: ort_run(q, xn), args.iters, args.warmup)
             print(describe("ONNX Runtime int8", q_ms))
             print(f"INT8 vs fp32 ORT: {statistics.median(ort) / statistics.median(q_ms):.2f}x")
+        for extra in args.onnx:
+            s = ort_session(extra, threads=args.threads)
+            e_ms = timed(lambda s=s: ort_run(s, xn), args.iters, args.warmup)
+            print(describe(extra.name, e_ms))
+            print(f"{extra.name} vs fp32 ORT: {statistics.median(ort) / statistics.median(e_ms):.2f}x")
 
 
 if __name__ == "__main__":

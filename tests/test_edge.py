@@ -68,7 +68,8 @@ def exported(trained, tmp_path_factory) -> Path:
     from jamspotter.cli import app
 
     out = tmp_path_factory.mktemp("export")
-    res = CliRunner().invoke(app, ["edge", "export", str(trained), "--out", str(out), "--int8", "--torchscript"])
+    res = CliRunner().invoke(app, ["edge", "export", str(trained), "--out", str(out), "--int8", "--torchscript",
+                                   "--int8-static", str(trained.parent / "data")])
     assert res.exit_code == 0, res.output
     return out
 
@@ -96,6 +97,10 @@ def test_export_onnx_matches_pytorch_and_predicts(trained, exported):
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
     assert torch.allclose(scripted(x), torch.from_numpy(ref), atol=1e-4)
     assert (tmp_path / "model.int8.onnx").stat().st_size < onnx_path.stat().st_size
+    assert report["int8_static_calibration_images"] == 15
+    assert 0 <= report["int8_static_top1_agreement_on_calibration"] <= 1
+    static = ort_run(ort_session(tmp_path / "model.int8-static.onnx"), x.numpy())
+    assert static.shape == ref.shape and np.isfinite(static).all()
 
     images = sorted((trained.parent / "data" / "glass").glob("*.jpg"))[:2]
     res = CliRunner().invoke(app, ["edge", "predict", str(onnx_path), *map(str, images), "--json"])

@@ -49,18 +49,25 @@ def export_cmd(
     opset: int = typer.Option(17, "--opset", min=17),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (dynamic INT8 quantisation)."),
     torchscript: bool = typer.Option(False, "--torchscript", help="Also write model.ts (TorchScript)."),
+    calibration: Path = typer.Option(None, "--int8-static", help="Folder of calibration images: also write "
+                                     "model.int8-static.onnx (static QDQ INT8)."),
 ) -> None:
     """ONNX export (dynamic batch, checked, compared with PyTorch within 1e-4); TorchScript fallback."""
     from jamspotter.edge.export import export_checkpoint
 
     target = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
-    report = export_checkpoint(checkpoint, target, opset=opset, int8=int8, torchscript=torchscript)
+    report = export_checkpoint(checkpoint, target, opset=opset, int8=int8, torchscript=torchscript,
+                               calibration=calibration)
     if "onnx" in report:
         typer.echo(f"onnx: {report['onnx']} (opset {opset}, max |ORT - PyTorch| = {report['max_abs_diff']:.2e})")
     else:
         typer.echo(f"onnx export failed ({report['onnx_error']}); wrote TorchScript instead")
     if "int8" in report:
         typer.echo(f"int8: {report['int8']} (top-1 agreement with fp32 {report['int8_top1_agreement']:.2f})")
+    if "int8_static" in report:
+        typer.echo(f"int8 static: {report['int8_static']} (top-1 agreement with fp32 on "
+                   f"{report['int8_static_calibration_images']} calibration images "
+                   f"{report['int8_static_top1_agreement_on_calibration']:.2f})")
     if "torchscript" in report:
         typer.echo(f"torchscript: {report['torchscript']}")
 

@@ -108,6 +108,38 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
     return out_path
 
 
+def quantize_int8_static(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
+    """INT8 static quantisation (QDQ, per-channel weights) calibrated on `calibration` (N x 3 x S x S in [0, 1]).
+
+    Activation ranges come from real frames, so use a few dozen images like the ones the model will see.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(calibration[i:i + 1].astype(np.float32) for i in range(len(calibration)))
+
+        def get_next(self) -> dict | None:
+            x = next(self._it, None)
+            return None if x is None else {"image": x}
+
+    out_path = Path(out_path)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
+    os.close(fd)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_static(str(onnx_path), tmp, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        os.replace(tmp, out_path)
+    finally:
+        root.setLevel(level)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path
+
+
 class OrtModule:
     """Call an ONNX export of a frozen module like the module itself (torch in, torch out)."""
 
@@ -152,8 +184,10 @@ def read_onnx_metadata(session) -> dict:  # noqa: ANN001
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int = OPSET, int8: bool = False,
-                      torchscript: bool = False, batch: int = 2, seed: int = 0) -> dict:
-    """Checkpoint -> out_dir/model.onnx (+ model.int8.onnx, model.ts); returns what was written and checked.
+                      torchscript: bool = False, batch: int = 2, seed: int = 0,
+                      calibration: str | Path | None = None) -> dict:
+    """Checkpoint -> out_dir/model.onnx (+ model.int8.onnx, model.int8-static.onnx, model.ts); returns what
+    was written and checked. `calibration` (a folder of images) turns on static INT8 quantisation.
 
     ONNX Runtime logits must match PyTorch within `TOLERANCE` on a random batch, else this raises.
     If the ONNX export itself fails, a TorchScript file is written instead and the reason reported.
@@ -186,8 +220,28 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int
             with torch.no_grad():
                 ref = model(x).argmax(1).numpy()
             report.update(int8=str(q), int8_top1_agreement=float((ort_run(qs, x.numpy()).argmax(1) == ref).mean()))
+        if calibration is not None:
+            calib = calibration_batch(calibration, size)
+            q = quantize_int8_static(onnx_path, out_dir / "model.int8-static.onnx", calib)
+            set_onnx_metadata(q, meta)
+            with torch.no_grad():
+                ref = model(torch.from_numpy(calib)).argmax(1).numpy()
+            agree = float((ort_run(ort_session(q), calib).argmax(1) == ref).mean())
+            report.update(int8_static=str(q), int8_static_calibration_images=len(calib),
+                          int8_static_top1_agreement_on_calibration=agree)
     if torchscript:
         report["torchscript"] = str(export_torchscript(model, out_dir / "model.ts", x))
     write_json(out_dir / "model.json", meta)
     write_json(out_dir / "export.json", report)
     return report
+
+
+def calibration_batch(folder: str | Path, size: int, limit: int = 64) -> np.ndarray:
+    """Up to `limit` images of a folder (recursively, sorted), as the model's input batch."""
+    from jamspotter.edge.data import IMAGE_EXTS, load_rgb, to_tensor
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise JamspotterError(f"{folder}: no calibration images")
+    step = max(1, len(files) // limit)  # spread over the folder (all classes), not the first `limit`
+    return torch.stack([to_tensor(load_rgb(f), size) for f in files[::step][:limit]]).numpy()
