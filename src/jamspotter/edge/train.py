@@ -127,6 +127,7 @@ def train_classifier(data: str | Path, out_dir: str | Path, cfg: EdgeTrainConfig
     train_y = torch.tensor([classes.index(it.label) for it in split["train"]])
     views = [stem_features(stem, _loader(split["train"], classes, cfg, True, False), f"stem: train view {v + 1}")[0]
              for v in range(cfg.cache_views)]
+    views = torch.stack(views) if views else None  # V x N x C x H x W, fp16
     t_cache = time.perf_counter() - t0
 
     params = [p for p in model.tail.parameters() if p.requires_grad]
@@ -134,7 +135,7 @@ def train_classifier(data: str | Path, out_dir: str | Path, cfg: EdgeTrainConfig
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.3, patience=1)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_y, len(classes)), label_smoothing=cfg.label_smoothing)
     eval_loss = nn.CrossEntropyLoss()
-    live_loader = None if views else _loader(split["train"], classes, cfg, True, True)
+    live_loader = None if views is not None else _loader(split["train"], classes, cfg, True, True)
 
     def train_batches():
         if live_loader is not None:
@@ -144,14 +145,13 @@ def train_classifier(data: str | Path, out_dir: str | Path, cfg: EdgeTrainConfig
                 yield stem(x), y
             return
         n = len(train_y)
-        pick = rng.integers(len(views), size=n)
-        order = rng.permutation(n)
+        pick = torch.from_numpy(rng.integers(len(views), size=n))  # one cached view per image this epoch
+        order = torch.from_numpy(rng.permutation(n))
         for i in range(0, n, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             if len(idx) < 2:  # BatchNorm in the tail needs 2+ samples
                 continue
-            f = torch.stack([views[pick[j]][j] for j in idx]).float()
-            yield f, train_y[torch.from_numpy(idx)]
+            yield views[pick[idx], idx].float(), train_y[idx]
 
     history: list[dict] = []
     best = {"val_acc": -1.0, "val_loss": float("inf"), "epoch": 0, "state": None}
