@@ -117,6 +117,19 @@ def test_auto_task_follows_the_training_metadata(tiny_vlms: dict[str, Path], tmp
     assert res.input_size[0] * res.input_size[1] <= 112 * 112  # the recorded token budget was applied
 
 
+def test_unreadable_inputs_are_data_errors(detectors: dict, tmp_path: Path) -> None:
+    from jamspotter.errors import DataError
+
+    det = detectors["qwen2-vl"]
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(DataError, match="bad.png"):
+        det.detect([tmp_path / "bad.png"])
+    with pytest.raises(DataError, match="201x1"):
+        det.detect([Image.new("RGB", (201, 1))])  # aspect ratio over 200: the processor refuses it
+    with pytest.raises(DataError, match="no image, video or frames"):
+        det.detect_samples([Sample(id="empty")])
+
+
 def test_detect_video_and_clip_samples(detectors: dict, tmp_path: Path) -> None:
     from jamspotter.synth.clip import write_mp4
 

@@ -183,7 +183,11 @@ class Detector:
         import torch
 
         text = self._chat_text()
-        inputs = self.processor(text=[text] * len(images), images=images, padding=True, return_tensors="pt")
+        try:
+            inputs = self.processor(text=[text] * len(images), images=images, padding=True, return_tensors="pt")
+        except ValueError as e:  # e.g. an aspect ratio over 200, which Qwen-VL processors refuse
+            sizes = ", ".join(f"{w}x{h}" for w, h in (im.size for im in images))
+            raise DataError(f"cannot prepare images ({sizes}) for {self.family}: {str(e).splitlines()[0]}") from None
         inputs = inputs.to(self.model.device)
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
