@@ -9,6 +9,7 @@ from transformers import TrainerCallback
 
 from jamspotter.data.io import write_json
 from jamspotter.data.records import Sample
+from jamspotter.models.families import VISION_TOKENS
 from jamspotter.train.data import Example, SFTCollator, example_to_row
 
 
@@ -23,6 +24,8 @@ def generate_texts(model: Any, processor: Any, fmt: Any, samples: list[Sample], 
     model.eval()
     tok = processor.tokenizer
     tok.padding_side = "left"
+    # A sampled vision token would ask the model for image features it does not have: never emit one.
+    banned = [[tok.convert_tokens_to_ids(t)] for t in VISION_TOKENS]
     try:
         for i in range(0, len(samples), batch_size):
             rows = [example_to_row(Example(s, str(root))) for s in samples[i:i + batch_size]]
@@ -30,7 +33,7 @@ def generate_texts(model: Any, processor: Any, fmt: Any, samples: list[Sample], 
             inputs = processor(text=texts, padding=True, return_tensors="pt", **media).to(model.device)
             with torch.no_grad():
                 out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tok.pad_token_id)
+                                     pad_token_id=tok.pad_token_id, bad_words_ids=banned)
             new = out[:, inputs["input_ids"].shape[1]:]
             texts_out += tok.batch_decode(new, skip_special_tokens=False)
     finally:
