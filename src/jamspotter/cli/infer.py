@@ -39,6 +39,8 @@ def infer_cmd(
     seconds = time.perf_counter() - start
     write_predictions(out, preds)
     boxes = sum(len(p.objects) + sum(len(f) for f in p.frame_objects or []) for p in preds)
-    with_problems = sum(bool(p.meta.get("parse_problems")) for p in preds if p.frame_objects is None)
-    typer.echo(f"{detector.family}: {len(preds)} inputs, {boxes} boxes, {with_problems} answers with parse problems, "
-               f"{seconds:.1f} s; wrote {out}")
+    # one answer per image, one per decoded frame of a clip
+    answers = [pp for p in preds for pp in (p.meta["parse_problems"] if p.frame_objects is not None
+                                            else [p.meta["parse_problems"]])]
+    typer.echo(f"{detector.family}: {len(preds)} inputs, {len(answers)} answers, {boxes} boxes, "
+               f"{sum(map(bool, answers))} answers with parse problems, {seconds:.1f} s; wrote {out}")
