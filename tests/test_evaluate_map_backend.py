@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from test_evaluate_cli import gt_dir, run_eval, write_lines  # noqa: F401 - gt_dir is a fixture
+from test_evaluate_cli import failed_with, gt_dir, run_eval, write_lines  # noqa: F401 - gt_dir is a fixture
 from test_evaluate_detection import HAND_DT, HAND_GT, S, _coco_direct, _random_coco, _samples_from_coco
 
 from jamspotter.data.boxes import xywh_to_xyxy
@@ -266,3 +266,14 @@ def test_cli_rejects_unknown_map_backend(tmp_path, gt_dir):  # noqa: F811 - gt_d
     pred = write_lines(tmp_path / "pred.jsonl", [{"id": "img0", "objects": []}])
     r = run_eval("detection", pred, gt_dir, tmp_path / "report", "--map-backend", "fast")
     assert r.exit_code != 0 and not (tmp_path / "report" / "metrics.json").exists()
+
+
+def test_cli_faster_backend_missing_is_one_line_error(tmp_path, gt_dir, monkeypatch):  # noqa: F811 - gt_dir fixture
+    monkeypatch.setattr(coco_mod, "faster_available", lambda: False)
+    pred = write_lines(tmp_path / "pred.jsonl", [{"id": "img0", "objects": []}])
+    r = run_eval("detection", pred, gt_dir, tmp_path / "report", "--map-backend", "faster")
+    assert failed_with(r, "pip install faster-coco-eval")
+    assert not (tmp_path / "report" / "metrics.json").exists()
+    r = run_eval("detection", pred, gt_dir, tmp_path / "report", "--map-backend", "auto")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["map_backend"] == "pycocotools"

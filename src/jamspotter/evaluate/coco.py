@@ -8,8 +8,9 @@ empty list, so its empty result set is built directly). The backends' prints are
 
 faster-coco-eval (a C++ COCOeval) gives the same stats, per-class AP and precision/recall arrays as pycocotools
 to about 1e-16 (floating-point rounding; tested on hand-built, random, tied-score, crowd, >100-detection, empty and
-TACO cases) and runs ~5-10x faster. The cyclic garbage collector is paused while either runs: building ~200k
-annotation dicts otherwise triggers repeated full collections that cost more than the evaluation itself.
+TACO cases) and runs about 4-5x faster (benchmarks/bench_eval.py: 10,000 images, 100k boxes: 6.3 s vs 24.8 s on a
+busy 2-core machine). The cyclic garbage collector is paused while either runs: building ~200k annotation
+dicts otherwise triggers repeated full collections (`coco_dicts` on 10,000 images: 2.2 s with it on, 0.8 s paused).
 """
 
 from __future__ import annotations
