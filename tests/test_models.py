@@ -78,6 +78,21 @@ def test_family_mismatch_and_quantization_errors(tiny_models: dict[str, Path]) -
             load_model(tiny_models["qwen2.5-vl"], quantization="4bit")
 
 
+def test_quantization_keeps_vision_and_head_unquantized(tiny_models: dict[str, Path]) -> None:
+    """The skip list must match the real module names, or bitsandbytes would quantize the vision tower."""
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    from jamspotter.models.loading import QUANT_SKIP_MODULES
+
+    model, _ = load_model(tiny_models["qwen2.5-vl"])
+    import torch
+
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    converted = [n for n in linear if should_convert_module(n, QUANT_SKIP_MODULES)]
+    assert converted and all(n.startswith("model.language_model.") for n in converted)
+    assert not any(n.startswith("model.visual.") or n == "lm_head" for n in converted)
+
+
 def test_lora_targets_and_freezing(tiny_models: dict[str, Path]) -> None:
     model, _ = load_model(tiny_models["qwen2.5-vl"])
     peft_model = apply_lora(model, r=4, alpha=8, targets="language", freeze_vision=True, freeze_merger=False)

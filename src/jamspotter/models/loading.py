@@ -13,6 +13,8 @@ from jamspotter.errors import JamspotterError
 from jamspotter.models.families import check_family, family_from_model_type
 
 Quantization = Literal["4bit", "8bit"] | None
+# Kept in bf16 under bitsandbytes: transformers 5 matches these from the start of module names.
+QUANT_SKIP_MODULES = ["model.visual", "lm_head"]
 
 
 def detect_family(name_or_path: str | Path) -> str:
@@ -63,7 +65,7 @@ def quantization_config(quantization: Quantization, compute_dtype: Any) -> Any:
         raise JamspotterError(f"{quantization} quantization (bitsandbytes) needs a CUDA GPU; none is visible")
     from transformers import BitsAndBytesConfig
 
-    skip = ["visual", "lm_head"]
+    skip = list(QUANT_SKIP_MODULES)
     if quantization == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
