@@ -9,6 +9,7 @@ builds the labels (assistant-only, see train/data.py), so TRL's dataset preparat
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -142,7 +143,10 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     collator = SFTCollator(processor, fmt, clip_frames=cfg.data.clip_frames, jam_only=cfg.data.jam_only)
     callbacks: list[Any] = [CompleteMarkerCallback()]
     f1_slice = [s for s in held_out if s.image is not None][: cfg.train.f1_samples]
-    if cfg.train.f1_steps and f1_slice:
+    zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    if cfg.train.f1_steps and f1_slice and zero3:
+        log("detection F1 callback off under ZeRO-3 (generation on one rank would wait for the others' shards)")
+    elif cfg.train.f1_steps and f1_slice:
         callbacks.append(DetectionF1Callback(processor, fmt, f1_slice, eval_root, every=cfg.train.f1_steps,
                                              max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out))
     trainer = SFTTrainer(model=model, args=sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
