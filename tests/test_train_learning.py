@@ -52,7 +52,7 @@ def belt_images(root: Path, n: int = 8, size: int = 112, seed: int = 0) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen2-vl"])
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen2-vl", "qwen3-vl"])
 def test_tiny_model_learns_the_boxes(tmp_path: Path, family: str) -> None:
     data = belt_images(tmp_path / "data" if (tmp_path / "data").mkdir() is None else tmp_path)
     model = build_tiny_model(family, tmp_path / "model", real_tokenizer=False)
