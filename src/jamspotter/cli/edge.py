@@ -26,9 +26,16 @@ def train_cmd(
     stem_backend: str = typer.Option("onnxruntime", "--stem-backend", help="onnxruntime | torch"),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
     seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(None, "--threads", min=1,
+                                help="PyTorch and ONNX Runtime threads (1 is fastest on a busy shared CPU)."),
 ) -> None:
     """Transfer-learn the edge classifier; writes model.safetensors + model.json, metrics and plots."""
+    import torch
+
     from jamspotter.edge.train import EdgeTrainConfig, train_classifier
+
+    if threads:
+        torch.set_num_threads(threads)
 
     cfg = EdgeTrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                           train_blocks=train_blocks, cache_views=cache_views, patience=patience, seed=seed,
