@@ -67,7 +67,7 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [h["train_loss"] for h in history], marker="o", label="train")
     a.plot(ep, [h["val_loss"] for h in history], marker="o", label="val")
-    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss (train: class-weighted, label-smoothed)")
     a.legend()
     b.plot(ep, [h["train_acc"] for h in history], marker="o", label="train")
     b.plot(ep, [h["val_acc"] for h in history], marker="o", label="val")
