@@ -74,6 +74,9 @@ def test_detector_from_metrics_prefers_jam_keys(tmp_path):
     p.write_text(json.dumps({"f1": 0.5}))
     with pytest.raises(DataError, match="metrics.json"):
         detector_from_metrics(p)
+    # a detector that flagged nothing: precision is undefined (null) but it makes no false picks
+    p.write_text(json.dumps({"recall": 0.0, "precision": None, "jam_recall": 0.0, "jam_precision": None, "fp": 0}))
+    assert (detector_from_metrics(p).recall, detector_from_metrics(p).precision) == (0.0, 1.0)
 
 
 def test_bad_config_names_file_and_field(tmp_path):

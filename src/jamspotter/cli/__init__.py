@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jamspotter.cli.edge",
     "jamspotter.cli.infer",
     "jamspotter.cli.edge_detector",
+    "jamspotter.cli.demo",
 )
 
 for _name in COMMAND_MODULES:

@@ -30,13 +30,15 @@ def synth(
     jam_rate: float = typer.Option(0.3, "--jam-rate", help="Chance that an item is jam-causing (0..1)."),
     seed: int = typer.Option(0, "--seed", help="Seed: same seed, same dataset."),
     workers: int = typer.Option(1, "--workers", help="Render in this many processes."),
+    clutter: float | None = typer.Option(None, "--clutter", help="Items per square metre of belt (default: varied)."),
     preview: bool = typer.Option(False, "--preview", help="Also write preview.png, a contact sheet with boxes."),
 ) -> None:
     """Render synthetic conveyor-belt images and clips with exact boxes."""
     from jamspotter.synth import generate_dataset, write_preview
 
     samples = generate_dataset(out, n, parse_size(size), seed=seed, jam_rate=jam_rate, clips=clips,
-                               seconds=seconds, fps=fps, workers=workers, progress=True)
+                               seconds=seconds, fps=fps, workers=workers, progress=True,
+                               **({} if clutter is None else {"clutter": clutter}))
     n_obj = sum(len(s.objects) for s in samples)
     typer.echo(f"wrote {n} images ({n_obj} objects) and {clips} clips to {out}/samples.jsonl")
     if preview and n:

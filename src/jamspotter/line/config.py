@@ -116,7 +116,11 @@ def detector_from_metrics(path: str | Path, latency_s: float = 0.2) -> DetectorS
                 return float(v)
         raise DataError(f"{path}: no numeric {' or '.join(keys)} field")
 
-    recall, precision = pick("jam_recall", "recall"), pick("jam_precision", "precision")
+    recall = pick("jam_recall", "recall")
+    if data.get("jam_precision") is None and data.get("precision") is None and data.get("fp") == 0:
+        precision = 1.0  # undefined because the detector flagged nothing: it makes no false picks either
+    else:
+        precision = pick("jam_precision", "precision")
     if not 0 <= recall <= 1 or not 0 <= precision <= 1:
         raise DataError(f"{path}: recall/precision must lie in [0, 1], got {recall}, {precision}")
     # precision 0 means every flag is wrong; keep it tiny but positive so false-flag rates stay finite

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,11 +33,11 @@ def item_seed(seed: int, stream: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), stream, index]).generate_state(1)[0])
 
 
-def _image_job(out_dir: str, i: int, seed: int, width: int, height: int, jam_rate: float
-               ) -> tuple[str, str, bytes]:
+def _image_job(out_dir: str, i: int, seed: int, width: int, height: int, jam_rate: float,
+               conditions: dict[str, Any]) -> tuple[str, str, bytes]:
     """Render image `i`; returns its Sample as a JSON line, its relative path and its JPEG bytes."""
     s = item_seed(seed, 0, i)
-    scene = build_scene(width, height, s, jam_rate)
+    scene = build_scene(width, height, s, jam_rate, **conditions)
     frame = compose(scene, 0)
     rel = f"images/belt-{i:06d}.jpg"
     sample = Sample(
@@ -52,10 +53,10 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _clip_job(out_dir: str, k: int, seed: int, width: int, height: int, jam_rate: float, seconds: float,
-              fps: int) -> tuple[str, None, None]:
+              fps: int, conditions: dict[str, Any]) -> tuple[str, None, None]:
     """Render and write clip `k` as mp4; returns its Sample as a JSON line."""
     s = item_seed(seed, 1, k)
-    clip = render_clip(width, height, s, seconds=seconds, fps=fps, jam_rate=jam_rate)
+    clip = render_clip(width, height, s, seconds=seconds, fps=fps, jam_rate=jam_rate, **conditions)
     rel = f"clips/clip-{k:04d}.mp4"
     write_mp4(Path(out_dir) / rel, clip.frames, fps)
     return Sample(
@@ -80,18 +81,20 @@ def _check(n: int, size: tuple[int, int], jam_rate: float, clips: int, seconds: 
 
 def generate_dataset(out_dir: str | Path, n: int, size: tuple[int, int] = (640, 480), seed: int = 0,
                      jam_rate: float = 0.3, clips: int = 0, seconds: float = 2.0, fps: int = 10,
-                     workers: int = 1, progress: bool = False) -> list[Sample]:
+                     workers: int = 1, progress: bool = False, **conditions: Any) -> list[Sample]:
     """Write `n` images to `out_dir/images/`, `clips` mp4 clips to `out_dir/clips/`, and `samples.jsonl`.
 
     Returns the samples (images first, then clips). `workers` > 1 renders in processes; the result
-    is the same. `progress` shows a progress bar.
+    is the same. `progress` shows a progress bar. `conditions` fix scene conditions for every image
+    and clip (e.g. `clutter=2.0` items per square metre), as in `render_scene`.
     """
     width, height = (int(v) for v in size)
     _check(n, (width, height), jam_rate, clips, seconds, fps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(_image_job, (str(out), i, seed, width, height, jam_rate)) for i in range(n)]
-    jobs += [(_clip_job, (str(out), k, seed, width, height, jam_rate, seconds, int(fps))) for k in range(clips)]
+    jobs = [(_image_job, (str(out), i, seed, width, height, jam_rate, conditions)) for i in range(n)]
+    jobs += [(_clip_job, (str(out), k, seed, width, height, jam_rate, seconds, int(fps), conditions))
+             for k in range(clips)]
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallel over images, not inside OpenCV calls on small patches: less overhead
     lines = []
