@@ -16,6 +16,17 @@ from jamspotter.line.protocol import FrameModel, FramePrediction
 from jamspotter.line.stream import Frame, StreamConfig, clip_frames, folder_frames, run_stream
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch/ORT thread: on the shared 2-core machine 2-thread pools spin and run several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class RedIsRope:
     """A fake model: red frames are rope (jam risk), confidence = red share; others are paper."""
 
@@ -130,7 +141,7 @@ def test_vlm_adapter_maps_detections_to_frame_predictions(tmp_path):
     from types import SimpleNamespace
 
     from jamspotter.data.records import BoxObject
-    from jamspotter.line.vlm import CLEAR, DetectorFrameModel
+    from jamspotter.line.adapters import CLEAR, DetectorFrameModel
 
     answers = [
         SimpleNamespace(detections=[BoxObject(label="rope", bbox=[0, 0, 4, 4]),
@@ -152,3 +163,28 @@ def test_vlm_adapter_maps_detections_to_frame_predictions(tmp_path):
     assert [r["label"] for r in rows] == ["rope", CLEAR, "plastic bag"]
     assert [r["alert"] for r in rows] == [True, False, False]  # frame 2: repaired answer -> confidence 0
     assert len(rows[0]["detections"]) == 2 and report["review"] == 1
+
+
+def test_box_detector_adapter_and_cli(tmp_path):
+    from jamspotter.cli import app
+    from jamspotter.data.records import BoxObject
+    from jamspotter.edge.detector import EdgeBoxDetector
+    from jamspotter.line.adapters import CLEAR, BoxDetectorFrameModel
+
+    class FakeBoxes:
+        def predict(self, images):
+            return [[BoxObject(label="paper", bbox=[0, 0, 2, 2], score=0.9)],
+                    [BoxObject(label="wire", bbox=[0, 0, 2, 2], score=0.6, jam_risk=True),
+                     BoxObject(label="hose", bbox=[1, 1, 3, 3], score=0.8)]][: len(images)]
+
+    preds = BoxDetectorFrameModel(FakeBoxes()).predict([np.zeros((4, 4, 3), np.uint8)] * 2)
+    assert (preds[0].label, preds[0].jam_risk, preds[0].confidence) == (CLEAR, False, 1.0)
+    assert (preds[1].label, preds[1].confidence, len(preds[1].detections)) == ("hose", 0.8, 2)
+    assert preds[1].top == [("hose", 0.8), ("wire", 0.6)]
+
+    EdgeBoxDetector(["paper", "rope"], image_size=64).save(tmp_path / "det")  # random init: any boxes will do
+    res = CliRunner().invoke(app, ["line", "run", "--source", "synth", "--frames", "2", "--model",
+                                   str(tmp_path / "det"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (tmp_path / "o" / "frames.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["label"] in (CLEAR, "rope") for r in rows)

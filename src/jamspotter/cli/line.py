@@ -81,8 +81,9 @@ def simulate_cmd(
 @line_app.command("run")
 def run_cmd(
     source: str = typer.Option(..., "--source", help="folder | clip | synth"),
-    model: Path = typer.Option(..., "--model", help="Edge model (model.onnx or checkpoint folder) or a Qwen-VL "
-                               "hub id / folder (slow: a VLM call per frame)."),
+    model: Path = typer.Option(..., "--model", help="Edge classifier (model.onnx or checkpoint folder), edge box "
+                               "detector (folder with detector.json, or detector.onnx), or a Qwen-VL hub id / folder "
+                               "(slow: a VLM call per frame)."),
     input_path: Path = typer.Option(None, "--input", help="Image folder (folder) or video file (clip)."),
     frames: int = typer.Option(50, "--frames", min=1, help="Number of synthetic frames (synth)."),
     interval: float = typer.Option(0.5, "--interval", min=0.0, help="Seconds of belt time between frames."),
@@ -108,13 +109,18 @@ def run_cmd(
         raise JamspotterError(f"{input_path}: not a folder")
     if source == "clip" and not input_path.is_file():
         raise JamspotterError(f"{input_path}: no such clip")
-    is_edge = model.suffix in (".onnx", ".safetensors") or (model / "model.safetensors").is_file()
-    if is_edge:
+    is_box_detector = (model / "detector.json").is_file() or model.name.startswith("detector.")
+    is_classifier = model.suffix in (".onnx", ".safetensors") or (model / "model.safetensors").is_file()
+    if is_box_detector:  # the edge SSDlite detector (`jamspotter edge train-detector`)
+        from jamspotter.line.adapters import load_box_frame_model
+
+        clf = load_box_frame_model(str(model))
+    elif is_classifier:
         from jamspotter.edge.predict import EdgeClassifier
 
         clf = EdgeClassifier(model)
     else:  # a Qwen-VL hub id or folder, through jamspotter.infer.Detector
-        from jamspotter.line.vlm import load_vlm_frame_model
+        from jamspotter.line.adapters import load_vlm_frame_model
 
         clf = load_vlm_frame_model(str(model))
     stream = (folder_frames(input_path, interval) if source == "folder"

@@ -1,0 +1,69 @@
+"""Adapters that make box detectors `FrameModel`s for the stream runner.
+
+- `DetectorFrameModel`: a VLM `jamspotter.infer.Detector` (`detect(images) -> results with .detections`).
+  VLM text carries no confidence, so a jam-risk box counts with score 1.0 unless the model gave one, and a
+  frame whose answer the parser had to repair (problems) gets confidence 0: it goes to the review queue.
+- `BoxDetectorFrameModel`: the edge SSDlite detector (`predict(images) -> [[BoxObject, ...], ...]`).
+
+A frame's verdict is its most confident jam-risk box; a frame without one is `clear`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jamspotter.data.records import BoxObject
+from jamspotter.data.taxonomy import Taxonomy
+from jamspotter.line.protocol import FramePrediction
+
+CLEAR = "clear"  # label of a frame with no jam-risk item
+
+
+def frame_verdict(boxes: Sequence[BoxObject], taxonomy: Taxonomy, sure: float = 1.0) -> FramePrediction:
+    """Most confident jam-risk box (score None counts as 1.0), scaled by `sure`; else `clear` with `sure`."""
+    jams = sorted(((b.score if b.score is not None else 1.0, b.label) for b in boxes
+                   if (b.jam_risk if b.jam_risk is not None else taxonomy.jam_risk(b.label))), reverse=True)
+    if jams:
+        top = [(label, float(score) * sure) for score, label in jams[:3]]
+        return FramePrediction(top[0][0], top[0][1], top, True, list(boxes))
+    return FramePrediction(CLEAR, sure, [(CLEAR, sure)], False, list(boxes))
+
+
+class DetectorFrameModel:
+    """Wrap anything with `detect(images, batch_size=...) -> [result with .detections, .problems]`."""
+
+    def __init__(self, detector: Any, taxonomy: Taxonomy | None = None, batch_size: int = 1) -> None:
+        self.detector, self.taxonomy, self.batch_size = detector, taxonomy or Taxonomy(), batch_size
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[FramePrediction]:
+        """One prediction per frame; a repaired answer makes the frame unsure (confidence 0)."""
+        return [frame_verdict(res.detections, self.taxonomy, 0.0 if res.problems else 1.0)
+                for res in self.detector.detect(list(frames), batch_size=self.batch_size)]
+
+
+class BoxDetectorFrameModel:
+    """Wrap anything with `predict(images) -> list[list[BoxObject]]` (the edge box detector)."""
+
+    def __init__(self, detector: Any, taxonomy: Taxonomy | None = None) -> None:
+        self.detector, self.taxonomy = detector, taxonomy or Taxonomy()
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[FramePrediction]:
+        """One prediction per frame from the detector's scored boxes."""
+        return [frame_verdict(boxes, self.taxonomy) for boxes in self.detector.predict(list(frames))]
+
+
+def load_vlm_frame_model(name_or_path: str, **detector_kwargs: Any) -> DetectorFrameModel:
+    """Load `jamspotter.infer.Detector` (task detect_jam) and wrap it."""
+    from jamspotter.infer.detector import Detector
+
+    return DetectorFrameModel(Detector(name_or_path, task="detect_jam", **detector_kwargs))
+
+
+def load_box_frame_model(path: str) -> BoxDetectorFrameModel:
+    """Load the edge box detector (ONNX Runtime or PyTorch) and wrap it."""
+    from jamspotter.edge.detector import load_box_detector
+
+    return BoxDetectorFrameModel(load_box_detector(path))
