@@ -22,6 +22,7 @@ import yaml
 
 from jamspotter.data.boxes import box_area, xyxy_to_cxcywh_norm, xyxy_to_xywh
 from jamspotter.data.classes import class_list
+from jamspotter.data.importers._common import unique_id
 from jamspotter.data.io import atomic_write, write_json
 from jamspotter.data.records import Sample
 from jamspotter.errors import DataError
@@ -102,13 +103,8 @@ def export_coco(samples: Sequence[Sample], out: str | Path, root: str | Path | N
 
 
 def _safe_name(sample_id: str, seen: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id.replace("/", "__")) or "sample"
-    name, n = base, 1
-    while name in seen:
-        n += 1
-        name = f"{base}-{n}"
-    seen.add(name)
-    return name
+    """A file-system-safe, unique file stem for a sample id."""
+    return unique_id(re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id.replace("/", "__")) or "sample", seen)
 
 
 def _fmt(v: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jamspotter.data.io import validation_message
-from jamspotter.data.records import BoxObject
+from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from jamspotter.data.validate import MISSING_IMAGE, check_box, image_size, size_problem
 from jamspotter.errors import DataError
@@ -133,6 +133,20 @@ def load_records(path: Path) -> list[tuple[str, Any]]:
     return out
 
 
+def import_records(path: Path, ctx: ImportContext, build: Callable[[dict, int, set[str]], Sample]) -> list[Sample]:
+    """Samples of a JSON-list / JSONL file: `build(record, index, seen_ids)` per entry, inside `ctx.entry`.
+
+    So every record-per-line importer reports `file:line: message` (or skips the entry) the same way;
+    `seen_ids` is for `unique_id`.
+    """
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    for i, (where, rec) in enumerate(load_records(path)):
+        with ctx.entry(where):
+            samples.append(build(require_dict(rec), i, seen))
+    return samples
+
+
 def load_json(path: Path) -> Any:
     """One JSON document; malformed JSON names the file and line."""
     try:
@@ -162,7 +176,7 @@ def first_key(rec: dict, *keys: str, required: bool = True) -> Any:
 
 
 def unique_id(base: str, seen: set[str]) -> str:
-    """`base`, or `base-2`, `base-3` ... so ids stay unique."""
+    """`base`, or `base-2`, `base-3` ... so ids (and exported file names) stay unique."""
     sid, n = base, 1
     while sid in seen:
         n += 1

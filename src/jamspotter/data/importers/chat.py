@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from jamspotter.data.importers._common import (
     EntryError,
     ImportContext,
     first_key,
-    load_records,
+    import_records,
     require_dict,
     unique_id,
 )
@@ -91,29 +92,30 @@ def _sample(rec: dict, i: int, layout: str, path: Path, turns: list[tuple[str, s
                   width=w, height=h, qa=qa, flags=flags, meta=meta, source=f"{layout}:{path.name}#{i}")
 
 
+def _conversation_turns(rec: dict) -> list[tuple[str, str]]:
+    return [(str(require_dict(t)["from"]), str(t["value"])) for t in rec["conversations"]]
+
+
+def _message_turns(rec: dict) -> list[tuple[str, str]]:
+    return [(str(require_dict(m)["role"]), _content_text(m["content"])) for m in rec["messages"]]
+
+
+def _import_chat(src: str | Path, ctx: ImportContext, layout: str, turns: Callable[[dict], list[tuple[str, str]]],
+                 image_keys: tuple[str, ...], video_keys: tuple[str, ...]) -> list[Sample]:
+    """One sample per record: `turns(rec)` reads its (role, text) messages, the keys its media."""
+    path = Path(src)
+
+    def build(rec: dict, i: int, seen: set[str]) -> Sample:
+        return _sample(rec, i, layout, path, turns(rec), _media(rec, image_keys, video_keys), ctx, seen)
+
+    return import_records(path, ctx, build)
+
+
 def import_conversations(src: str | Path, ctx: ImportContext) -> list[Sample]:
     """Read a LLaVA-style `conversations` JSON / JSONL."""
-    path = Path(src)
-    samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, (where, rec) in enumerate(load_records(path)):
-        with ctx.entry(where):
-            rec = require_dict(rec)
-            turns = [(str(require_dict(t)["from"]), str(t["value"])) for t in rec["conversations"]]
-            samples.append(_sample(rec, i, "conversations", path, turns, _media(rec, ("image", "images"),
-                                   ("video", "videos")), ctx, seen))
-    return samples
+    return _import_chat(src, ctx, "conversations", _conversation_turns, ("image", "images"), ("video", "videos"))
 
 
 def import_messages(src: str | Path, ctx: ImportContext) -> list[Sample]:
     """Read a `messages` + `images` JSON / JSONL (HF, ms-swift, LLaMA-Factory)."""
-    path = Path(src)
-    samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, (where, rec) in enumerate(load_records(path)):
-        with ctx.entry(where):
-            rec = require_dict(rec)
-            turns = [(str(require_dict(m)["role"]), _content_text(m["content"])) for m in rec["messages"]]
-            samples.append(_sample(rec, i, "messages", path, turns, _media(rec, ("images", "image"),
-                                   ("videos", "video")), ctx, seen))
-    return samples
+    return _import_chat(src, ctx, "messages", _message_turns, ("images", "image"), ("videos", "video"))

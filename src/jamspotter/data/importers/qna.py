@@ -25,7 +25,7 @@ from jamspotter.data.importers._common import (
     EntryError,
     ImportContext,
     first_key,
-    load_records,
+    import_records,
     require_dict,
     unique_id,
 )
@@ -93,22 +93,20 @@ def qa_turn(question: str, text: str, ctx: ImportContext, width: int | None, hei
 def import_qna(src: str | Path, ctx: ImportContext) -> list[Sample]:
     """Read the QnA JSONL (shape in the module docstring)."""
     path = Path(src)
-    samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, (where, rec) in enumerate(load_records(path)):
-        with ctx.entry(where):
-            rec = require_dict(rec)
-            image, w, h, flags = ctx.image(first_key(rec, "image", "image_path"), path.parent,
-                                           rec.get("width"), rec.get("height"))
-            pairs = rec.get("turns", [rec])
-            turns = []
-            for t, pair in enumerate(pairs):
-                try:
-                    pair = require_dict(pair)
-                    turns.append(qa_turn(first_key(pair, "question", "problem", "prompt", "query"),
-                                         first_key(pair, "answer", "response", "solution"), ctx, w, h))
-                except EntryError as e:
-                    raise EntryError(f"turn {t + 1}: {e}" if "turns" in rec else str(e)) from None
-            samples.append(Sample(id=unique_id(str(rec.get("id") or f"qna-{i:06d}"), seen), image=image, width=w,
-                                  height=h, qa=turns, flags=flags, source=f"qna:{path.name}#{i}"))
-    return samples
+
+    def build(rec: dict, i: int, seen: set[str]) -> Sample:
+        image, w, h, flags = ctx.image(first_key(rec, "image", "image_path"), path.parent,
+                                       rec.get("width"), rec.get("height"))
+        pairs = rec.get("turns", [rec])
+        turns = []
+        for t, pair in enumerate(pairs):
+            try:
+                pair = require_dict(pair)
+                turns.append(qa_turn(first_key(pair, "question", "problem", "prompt", "query"),
+                                     first_key(pair, "answer", "response", "solution"), ctx, w, h))
+            except EntryError as e:
+                raise EntryError(f"turn {t + 1}: {e}" if "turns" in rec else str(e)) from None
+        return Sample(id=unique_id(str(rec.get("id") or f"qna-{i:06d}"), seen), image=image, width=w,
+                      height=h, qa=turns, flags=flags, source=f"qna:{path.name}#{i}")
+
+    return import_records(path, ctx, build)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from jamspotter.data.importers._common import EntryError, ImportContext, load_records, require_dict, unique_id
+from jamspotter.data.importers._common import EntryError, ImportContext, import_records, unique_id
 from jamspotter.data.records import Sample, Target
 
 
@@ -50,37 +50,35 @@ def _target(rec: dict) -> Target:
 def import_video(src: str | Path, ctx: ImportContext) -> list[Sample]:
     """Read clip records (shape in the module docstring)."""
     path = Path(src)
-    samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, (where, rec) in enumerate(load_records(path)):
-        with ctx.entry(where):
-            rec = require_dict(rec)
-            fps = float(rec["fps"])
-            if not fps > 0:
-                raise EntryError(f"fps must be > 0, got {rec['fps']!r}")
-            target = _target(rec)
-            w, h, flags = rec.get("width"), rec.get("height"), []
-            video = frames = None
-            if "video" in rec:
-                video_ref = Path(str(rec["video"]))
-                video_abs = video_ref if video_ref.is_absolute() else (ctx.images or path.parent) / video_ref
-                size = video_size(video_abs)
-                if size is None:
-                    if not ctx.allow_missing_images:
-                        raise EntryError(f"video {video_abs} not found (use --allow-missing-images to keep it)")
-                    flags = ["missing_image"]
-                else:
-                    w, h = size
-                video = str(video_abs.absolute())
-            elif "frames" in rec:
-                frames = []
-                for f in rec["frames"]:
-                    frame, w, h, fl = ctx.image(f, path.parent, w, h)
-                    frames.append(frame)
-                    flags = sorted(set(flags) | set(fl))
+
+    def build(rec: dict, i: int, seen: set[str]) -> Sample:
+        fps = float(rec["fps"])
+        if not fps > 0:
+            raise EntryError(f"fps must be > 0, got {rec['fps']!r}")
+        target = _target(rec)
+        w, h, flags = rec.get("width"), rec.get("height"), []
+        video = frames = None
+        if "video" in rec:
+            video_ref = Path(str(rec["video"]))
+            video_abs = video_ref if video_ref.is_absolute() else (ctx.images or path.parent) / video_ref
+            size = video_size(video_abs)
+            if size is None:
+                if not ctx.allow_missing_images:
+                    raise EntryError(f"video {video_abs} not found (use --allow-missing-images to keep it)")
+                flags = ["missing_image"]
             else:
-                raise EntryError("missing field 'video' (or 'frames')")
-            base = str(rec.get("id") or Path(str(rec.get("video") or f"clip-{i:06d}")).with_suffix("").as_posix())
-            samples.append(Sample(id=unique_id(base, seen), video=video, frames=frames, fps=fps, width=w, height=h,
-                                  target=target, flags=flags, source=f"video:{path.name}#{i}"))
-    return samples
+                w, h = size
+            video = str(video_abs.absolute())
+        elif "frames" in rec:
+            frames = []
+            for f in rec["frames"]:
+                frame, w, h, fl = ctx.image(f, path.parent, w, h)
+                frames.append(frame)
+                flags = sorted(set(flags) | set(fl))
+        else:
+            raise EntryError("missing field 'video' (or 'frames')")
+        base = str(rec.get("id") or Path(str(rec.get("video") or f"clip-{i:06d}")).with_suffix("").as_posix())
+        return Sample(id=unique_id(base, seen), video=video, frames=frames, fps=fps, width=w, height=h,
+                      target=target, flags=flags, source=f"video:{path.name}#{i}")
+
+    return import_records(path, ctx, build)
