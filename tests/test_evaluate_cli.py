@@ -31,8 +31,8 @@ def gt_dir(tmp_path):
 
 
 def failed_with(r, text: str) -> bool:
-    """A one-line user error (exit 2 once jamspotter's click errors map onto typer's click; non-zero today)."""
-    return r.exit_code != 0 and text in r.output + str(r.exception)
+    """A one-line user error: exit code 2 and an `error: ...` line naming `text`."""
+    return r.exit_code == 2 and any(line.startswith("error: ") and text in line for line in r.output.splitlines())
 
 
 def run_eval(task: str, pred, gt, out, *extra: str):

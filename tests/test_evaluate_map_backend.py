@@ -265,7 +265,7 @@ def test_cli_map_backend_option_is_reported(tmp_path, gt_dir, backend):  # noqa:
 def test_cli_rejects_unknown_map_backend(tmp_path, gt_dir):  # noqa: F811 - gt_dir fixture
     pred = write_lines(tmp_path / "pred.jsonl", [{"id": "img0", "objects": []}])
     r = run_eval("detection", pred, gt_dir, tmp_path / "report", "--map-backend", "fast")
-    assert r.exit_code != 0 and not (tmp_path / "report" / "metrics.json").exists()
+    assert r.exit_code == 2 and not (tmp_path / "report" / "metrics.json").exists()  # a click usage error
 
 
 def test_cli_faster_backend_missing_is_one_line_error(tmp_path, gt_dir, monkeypatch):  # noqa: F811 - gt_dir fixture

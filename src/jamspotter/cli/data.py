@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,22 +13,6 @@ from jamspotter.cli.app import data_app
 from jamspotter.errors import DataError, JamspotterError
 
 console = Console(soft_wrap=True)
-
-
-def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a `JamspotterError` as one `error: ...` line and exit 2.
-
-    Done here as well because Typer 0.29 vendors its own click, so `click.ClickException`
-    subclasses raised by the library are not caught by Typer's runner.
-    """
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except JamspotterError as e:
-            print("error: " + " ".join(e.format_message().split()), file=sys.stderr)
-            raise typer.Exit(2) from None
-    return wrapper
 
 
 class ImportKind(str, Enum):
@@ -71,7 +51,6 @@ def _report_skipped(skipped: list[str] | tuple[str, ...], count: int | None = No
 
 
 @data_app.command("import")
-@one_line_errors
 def import_cmd(
     src: Path = typer.Argument(..., help="File or folder to import (COCO json, data.yaml, VOC folder, ...)."),
     from_: ImportKind = typer.Option(..., "--from", help="Source format."),
@@ -116,7 +95,6 @@ def _load(dataset: Path, split: str | None = None) -> list:
 
 
 @data_app.command("export")
-@one_line_errors
 def export_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl)."),
     to: ExportKind = typer.Option(..., "--to", help="Target layout; qwen* = messages rendered for that family."),
@@ -155,7 +133,6 @@ def export_cmd(
 
 
 @data_app.command("stats")
-@one_line_errors
 def stats_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of tables."),
@@ -171,7 +148,6 @@ def stats_cmd(
 
 
 @data_app.command("split")
-@one_line_errors
 def split_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl); rewritten in place."),
     ratios: str = typer.Option("0.8,0.1,0.1", help="train,val,test shares summing to 1."),
@@ -197,7 +173,6 @@ def split_cmd(
 
 
 @data_app.command("validate")
-@one_line_errors
 def validate_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (or samples.jsonl)."),
     no_images: bool = typer.Option(False, "--no-images", help="Skip the image existence and size checks."),

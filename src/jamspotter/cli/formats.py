@@ -10,12 +10,10 @@ from pathlib import Path
 import typer
 
 from jamspotter.cli.app import app, data_app
-from jamspotter.cli.data import one_line_errors
 from jamspotter.errors import JamspotterError
 
 
 @data_app.command("augment")
-@one_line_errors
 def augment(
     data_dir: Path = typer.Argument(..., help="Dataset folder (with samples.jsonl) or a samples JSONL file."),
     kinds: str = typer.Option("count,full,partial,none", help="Comma list of: count, full, partial, none."),
@@ -63,7 +61,6 @@ def _rebase(sample, src_root: Path, dst_root: Path):  # noqa: ANN001, ANN202 - S
 
 
 @app.command("parse")
-@one_line_errors
 def parse(
     family: str = typer.Option(..., help="Model family: qwen2-vl, qwen2.5-vl or qwen3-vl."),
     image_size: tuple[int, int] = typer.Option(..., help="Original image WIDTH HEIGHT."),
