@@ -77,6 +77,12 @@ def test_eval_detection_malformed_line_is_one_line_error(tmp_path, gt_dir):
     assert not (tmp_path / "o").exists()
 
 
+def test_eval_error_stays_one_line_when_the_path_has_a_newline(tmp_path, gt_dir):
+    r = run_eval("detection", tmp_path / "two\nlines.jsonl", gt_dir, tmp_path / "o")
+    assert r.exit_code == 2 and r.output.endswith("two lines.jsonl: no such file\n"), r.output
+    assert r.output.count("\n") == 1 and r.output.startswith("error: ") and not (tmp_path / "o").exists()
+
+
 def test_eval_detection_raw_text_needs_family(tmp_path, gt_dir):
     pred = write_lines(tmp_path / "pred.jsonl", [{"id": "img0", "text": "[]"}])
     r = run_eval("detection", pred, gt_dir, tmp_path / "o")
