@@ -167,3 +167,10 @@ def test_preview_draws_boxes(tmp_path) -> None:
     assert sheet.shape == (4 + 124, 4 + 2 * 164, 3)
     red = (sheet[..., 2] > 200) & (sheet[..., 1] < 80) & (sheet[..., 0] < 80)  # jam boxes are red
     assert red.sum() > 50
+
+
+@pytest.mark.parametrize("size", [(64, 48), (32, 32)])
+def test_tiny_frames_with_short_straps_and_curves_render(tmp_path, size):
+    # regression: smoothing kernels longer than a short strap/curve changed the point count and crashed
+    samples = generate_dataset(tmp_path, 12, size, seed=0, jam_rate=1.0)
+    assert len(samples) == 12 and all(s.width == size[0] for s in samples)

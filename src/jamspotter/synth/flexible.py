@@ -38,7 +38,7 @@ def random_curve(rng: np.random.Generator, length_px: float, turn: float, coil_p
     step = 2.0
     n = max(12, int(length_px / step))
     k = rng.normal(0.0, turn, n)
-    width = max(3, n // 8)
+    width = min(max(3, n // 8), (n - 1) // 4)  # kernel no longer than the curve: 'same' keeps n points
     kernel = np.exp(-0.5 * (np.arange(-2 * width, 2 * width + 1) / width) ** 2)
     k = np.convolve(k, kernel / kernel.sum() * np.sqrt(width) * 1.5, mode="same")
     if rng.random() < coil_prob:  # a loop or two: constant curvature over a stretch
@@ -149,7 +149,8 @@ def _strap(cv: Canvas, rng: np.random.Generator, pts: np.ndarray, norm: np.ndarr
            color: tuple[float, float, float]) -> None:
     """A strapping band: a flat ribbon whose apparent width and brightness change as it twists."""
     n = len(pts)
-    twist = np.cumsum(np.convolve(rng.normal(0, 0.08, n), np.ones(15) / 15, "same")) + rng.uniform(0, np.pi)
+    m = min(15, n)  # a kernel longer than the strap would make 'same' return m points, not n
+    twist = np.cumsum(np.convolve(rng.normal(0, 0.08, n), np.ones(m) / m, "same")) + rng.uniform(0, np.pi)
     face = np.abs(np.cos(twist))
     half = (width / 2 * (0.2 + 0.8 * face))[:, None]
     left, right = pts + norm * half, pts - norm * half
