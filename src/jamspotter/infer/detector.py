@@ -126,7 +126,6 @@ class Detector:
 
         from jamspotter.formats import get_format
         from jamspotter.models import load_model
-        from jamspotter.models.families import VISION_TOKENS
 
         if task not in TASKS:
             raise JamspotterError(f"unknown task {task!r}; use {', '.join(TASKS)}")
@@ -135,15 +134,31 @@ class Detector:
             task = "detect_jam" if trained.get("jam_only") else "detect_all"
         min_pixels = min_pixels if min_pixels is not None else trained.get("min_pixels")
         max_pixels = max_pixels if max_pixels is not None else trained.get("max_pixels")
-        self.name_or_path, self.task, self.max_new_tokens = str(name_or_path), task, int(max_new_tokens)
-        self.model, self.processor = load_model(name_or_path, family=family, quantization=quantization,
-                                                dtype=dtype, attn=attn, min_pixels=min_pixels, max_pixels=max_pixels)
-        self.family: str = self.model.jamspotter_family
+        model, processor = load_model(name_or_path, family=family, quantization=quantization,
+                                      dtype=dtype, attn=attn, min_pixels=min_pixels, max_pixels=max_pixels)
         if quantization is None:  # bitsandbytes models are already placed by load_model
-            self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.eval()
+            model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.eval()
         # resize params of THIS processor; the class list the model was trained to read, when known
-        self.format = get_format(self.family, processor=self.processor, classes=trained.get("classes"))
+        fmt = get_format(model.jamspotter_family, processor=processor, classes=trained.get("classes"))
+        self._attach(model, processor, fmt, task, max_new_tokens, str(name_or_path))
+
+    @classmethod
+    def from_loaded(cls, model: Any, processor: Any, fmt: Any, *, task: Task = "detect_all",
+                    max_new_tokens: int = 512, name: str = "(in memory)") -> Detector:
+        """Wrap a model that is already loaded (e.g. the one being trained): same prompts, generation, parsing."""
+        if task not in TASKS or task == "auto":
+            raise JamspotterError(f"task must be detect_jam or detect_all for a loaded model, got {task!r}")
+        det = cls.__new__(cls)
+        det._attach(model, processor, fmt, task, max_new_tokens, name)
+        return det
+
+    def _attach(self, model: Any, processor: Any, fmt: Any, task: str, max_new_tokens: int, name: str) -> None:
+        from jamspotter.models.families import VISION_TOKENS
+
+        self.name_or_path, self.task, self.max_new_tokens = name, task, int(max_new_tokens)
+        self.model, self.processor, self.format = model, processor, fmt
+        self.family: str = fmt.family
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         # The vision pads are never an answer; a random or badly tuned model that sampled one would

@@ -9,55 +9,28 @@ from transformers import TrainerCallback
 
 from jamspotter.data.io import write_json
 from jamspotter.data.records import Sample
-from jamspotter.models.families import VISION_TOKENS
-from jamspotter.train.data import Example, SFTCollator, example_to_row
 
 
-def generate_texts(model: Any, processor: Any, fmt: Any, samples: list[Sample], root: str | Path, *,
-                   max_new_tokens: int = 256, batch_size: int = 4) -> list[str]:
-    """Greedy answers to each sample's first prompt (left-padded batches)."""
-    import torch
+def predict_detections(model: Any, processor: Any, fmt: Any, samples: list[Sample], root: str | Path, *,
+                       jam_only: bool = False, max_new_tokens: int = 256, batch_size: int = 4
+                       ) -> tuple[list[Sample], list[str]]:
+    """Predicted samples (same ids, objects = parsed boxes in original pixels) and the raw texts.
 
-    collator = SFTCollator(processor, fmt)
-    texts_out: list[str] = []
+    Runs through `jamspotter.infer.Detector`, so the F1 seen during training is what `jamspotter infer`
+    gets from the saved model: the same prompt, greedy batched generation and parser.
+    """
+    from jamspotter.infer import Detector
+
+    detector = Detector.from_loaded(model, processor, fmt, task="detect_jam" if jam_only else "detect_all",
+                                    max_new_tokens=max_new_tokens)
     was_training = model.training
     model.eval()
-    tok = processor.tokenizer
-    tok.padding_side = "left"
-    # A sampled vision token would ask the model for image features it does not have: never emit one.
-    banned = [[tok.convert_tokens_to_ids(t)] for t in VISION_TOKENS]
     try:
-        for i in range(0, len(samples), batch_size):
-            rows = [example_to_row(Example(s, str(root))) for s in samples[i:i + batch_size]]
-            texts, media = collator.conversations(rows, with_answer=False)
-            inputs = processor(text=texts, padding=True, return_tensors="pt", **media).to(model.device)
-            with torch.no_grad():
-                out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tok.pad_token_id, bad_words_ids=banned)
-            new = out[:, inputs["input_ids"].shape[1]:]
-            texts_out += tok.batch_decode(new, skip_special_tokens=False)
+        preds = detector.detect_samples(samples, root, batch_size=batch_size)
     finally:
         if was_training:
             model.train()
-    return [_strip_end(t, tok) for t in texts_out]
-
-
-def _strip_end(text: str, tok: Any) -> str:
-    """Cut at the end-of-turn token and drop padding."""
-    for stop in ("<|im_end|>", tok.pad_token or "<|endoftext|>"):
-        text = text.split(stop, 1)[0]
-    return text
-
-
-def predict_detections(model: Any, processor: Any, fmt: Any, samples: list[Sample], root: str | Path,
-                       **kwargs: Any) -> tuple[list[Sample], list[str]]:
-    """Predicted samples (same ids, objects = parsed boxes in original pixels) and the raw texts."""
-    texts = generate_texts(model, processor, fmt, samples, root, **kwargs)
-    preds = []
-    for s, text in zip(samples, texts, strict=True):
-        boxes, _problems = fmt.parse_detections(text, fmt.image_size_of(s))
-        preds.append(s.model_copy(update={"objects": boxes, "qa": [], "label": None}))
-    return preds, texts
+    return preds, [p.meta.get("text", "") for p in preds]
 
 
 def detection_metrics(gt: list[Sample], pred: list[Sample]) -> dict[str, Any]:
@@ -71,8 +44,8 @@ class DetectionF1Callback(TrainerCallback):
     """Every `every` steps: detection precision/recall/F1@0.5 on a held-out slice, logged and saved."""
 
     def __init__(self, processor: Any, fmt: Any, samples: list[Sample], root: str | Path, *, every: int,
-                 max_new_tokens: int = 256, out_dir: str | Path | None = None) -> None:
-        self.processor, self.fmt, self.samples, self.root = processor, fmt, samples, root
+                 max_new_tokens: int = 256, out_dir: str | Path | None = None, jam_only: bool = False) -> None:
+        self.processor, self.fmt, self.samples, self.root, self.jam_only = processor, fmt, samples, root, jam_only
         self.every, self.max_new_tokens = every, max_new_tokens
         self.out_dir = Path(out_dir) if out_dir else None
         self.history: list[dict[str, Any]] = []
@@ -80,7 +53,7 @@ class DetectionF1Callback(TrainerCallback):
     def run(self, model: Any, step: int) -> dict[str, Any]:
         """Evaluate now; returns the summary dict."""
         preds, _ = predict_detections(model, self.processor, self.fmt, self.samples, self.root,
-                                      max_new_tokens=self.max_new_tokens)
+                                      jam_only=self.jam_only, max_new_tokens=self.max_new_tokens)
         m = detection_metrics(self.samples, preds)
         summary = {"step": step, **{k: m.get(k) for k in ("precision", "recall", "f1", "mean_iou", "jam_recall")}}
         self.history.append(summary)

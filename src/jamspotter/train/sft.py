@@ -148,7 +148,8 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
         log("detection F1 callback off under ZeRO-3 (generation on one rank would wait for the others' shards)")
     elif cfg.train.f1_steps and f1_slice:
         callbacks.append(DetectionF1Callback(processor, fmt, f1_slice, eval_root, every=cfg.train.f1_steps,
-                                             max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out))
+                                             max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out,
+                                             jam_only=cfg.data.jam_only))
     trainer = SFTTrainer(model=model, args=sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=processor, data_collator=collator, callbacks=callbacks)
 
