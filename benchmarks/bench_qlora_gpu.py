@@ -94,7 +94,10 @@ def random_checkpoint(config_dir: Path, tok_dir: Path, out: Path) -> float:
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+    from jamspotter.data.io import write_json
+
+    marker = out / "jamspotter_random.json"  # written last: a half-written checkpoint is rebuilt, never used
+    if marker.is_file():
         return 0.0
     start = time.perf_counter()
     config = AutoConfig.from_pretrained(config_dir)
@@ -103,6 +106,7 @@ def random_checkpoint(config_dir: Path, tok_dir: Path, out: Path) -> float:
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out)
     save_processor(tok_dir, config_dir, out)
+    write_json(marker, {"config": str(config_dir), "tokenizer": str(tok_dir), "weights": "random bf16, seed 0"})
     del model
     torch.cuda.empty_cache()
     return time.perf_counter() - start
@@ -214,7 +218,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.synchronize()
         if step >= args.warmup:
             timed += time.perf_counter() - t
-        losses.append(float(loss) * args.grad_accum)
+        losses.append(loss.detach().item() * args.grad_accum)
     gpu = torch.cuda.get_device_properties(0)
     return {
         "config": CONFIG_NAME, "model_config": str(config_dir), "gpu": gpu.name,
