@@ -20,14 +20,6 @@ from jamspotter.errors import DataError
 CLASSES = ("cardboard", "glass", "metal")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch/ORT thread: on the shared 2-core machine 2-thread pools spin and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _tiny_folder(root: Path, shared: Path | None, per_class: int = 5) -> Path:
     """A class-per-folder dataset: real TrashNet photos when shared data exists, else coloured noise."""

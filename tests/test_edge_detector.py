@@ -18,16 +18,6 @@ from jamspotter.data.records import BoxObject
 SIZE = 128  # network input for the tests (SSDlite's default is 320; smaller keeps CPU tests fast)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():  # noqa: ANN201
-    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run many times slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def belt(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -15,16 +15,6 @@ FAMILIES = ("qwen2.5-vl", "qwen2-vl", "qwen3-vl")
 SIZES = [(64, 64), (96, 64), (64, 120)]  # (width, height): three different model input sizes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():  # noqa: ANN201
-    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run many times slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="session")
 def tiny_vlms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

@@ -16,17 +16,6 @@ from jamspotter.line.protocol import FrameModel, FramePrediction
 from jamspotter.line.stream import Frame, StreamConfig, clip_frames, folder_frames, run_stream
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch/ORT thread: on the shared 2-core machine 2-thread pools spin and run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class RedIsRope:
     """A fake model: red frames are rope (jam risk), confidence = red share; others are paper."""
 

@@ -10,7 +10,6 @@ end to end.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from jamspotter.train.sft import run_sft
 SCENES = {"n": 8, "size": (112, 112), "seed": 0, "jam_rate": 0.5, "clutter": 1.5}
 STEPS, LR = 240, 4e-3  # full fine-tuning, batch 8 (all scenes every step); ~1 min per family on one busy core
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; several stall badly on a shared, busy CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def belt_scenes(root: Path) -> tuple[Path, list[str]]:

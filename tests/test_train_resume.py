@@ -8,10 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from PIL import Image
 
@@ -25,16 +23,6 @@ from jamspotter.train.sft import run_sft
 
 MAX_STEPS = 12
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; several stall badly on a shared, busy CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _setup(tmp_path: Path) -> Path:
