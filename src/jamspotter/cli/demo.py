@@ -39,7 +39,7 @@ def demo_steps(out: Path, quick: bool = False) -> list[list[str]]:
         ["data", "export", "--to", "qwen2.5-vl", str(belt), "--out", str(out / "belt_qwen2.5-vl.jsonl")],
         ["data", "export", "--to", "coco", str(belt), "--out", str(out / "belt_coco.json")],
         # A tiny random model memorising 8 small scenes: proves template, label mask and coordinates
-        # end to end in about a minute on a CPU. Real runs use a released checkpoint (see configs/).
+        # end to end in one to two minutes on a CPU. Real runs use a released checkpoint (see configs/).
         ["data", "synth", "--n", "8", "--size", "112x112", "--jam-rate", "0.5", "--clutter", "2", "--seed", "1",
          "--out", str(tiny)],
         ["train", "sft", "--config", "tiny", "--set", f"data.train={tiny}", "--set", f"train.output_dir={run}"]
