@@ -24,18 +24,23 @@ def save_checkpoint(model: EdgeNet, meta: dict, out_dir: str | Path) -> Path:
     return out_dir / WEIGHTS
 
 
+def read_meta_file(path: Path, what: str, required: tuple[str, ...] = ("arch", "classes", "image_size")) -> dict:
+    """A JSON metadata file beside edge weights; unreadable or missing fields are one-line DataErrors."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read {what} metadata ({e})") from None
+    for key in required:
+        if key not in meta:
+            raise DataError(f"{path}: missing field {key!r}")
+    return meta
+
+
 def read_meta(path: str | Path) -> dict:
     """The model.json beside a checkpoint (`path` is the folder, the .safetensors or the .json)."""
     path = Path(path)
     meta_path = path / META if path.is_dir() else path.with_name(META) if path.suffix != ".json" else path
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{meta_path}: cannot read edge model metadata ({e})") from None
-    for key in ("arch", "classes", "image_size"):
-        if key not in meta:
-            raise DataError(f"{meta_path}: missing field {key!r}")
-    return meta
+    return read_meta_file(meta_path, "edge model")
 
 
 def load_checkpoint(path: str | Path) -> tuple[EdgeNet, dict]:

@@ -262,16 +262,10 @@ class EdgeBoxDetector:
 
 def read_detector_meta(folder: str | Path) -> dict[str, Any]:
     """detector.json of an exported or trained edge detector; a missing field is a DataError."""
-    import json
+    from jamspotter.edge.checkpoint import read_meta_file
 
     path = Path(folder) / META
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read edge detector metadata ({e})") from None
-    for key in ("arch", "classes", "image_size"):
-        if key not in meta:
-            raise DataError(f"{path}: missing field {key!r}")
+    meta = read_meta_file(path, "edge detector")
     if meta["arch"] != ARCH:
         raise DataError(f"{path}: arch {meta['arch']!r} is not {ARCH}")
     return meta

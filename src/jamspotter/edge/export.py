@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,24 @@ def export_torchscript(module: nn.Module, path: str | Path, example: torch.Tenso
     return Path(path)
 
 
+def _quantize_atomic(out_path: str | Path, quantize: Callable[[str], None]) -> Path:
+    """Run an onnxruntime quantiser into a temp file beside `out_path`, then rename it into place."""
+    out_path = Path(out_path)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
+    os.close(fd)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantisers warn once per padding Slice they leave in float
+    try:
+        quantize(tmp)
+        os.replace(tmp, out_path)
+    finally:
+        root.setLevel(level)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path
+
+
 def quantize_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
     """INT8 dynamic quantisation (weights int8, activations quantised on the fly) with onnxruntime.
 
@@ -92,20 +111,7 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out_path = Path(out_path)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
-    os.close(fd)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantiser warns once per padding Slice it leaves in float
-    try:
-        quantize_dynamic(str(onnx_path), tmp, weight_type=QuantType.QInt8)
-        os.replace(tmp, out_path)
-    finally:
-        root.setLevel(level)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out_path
+    return _quantize_atomic(out_path, lambda tmp: quantize_dynamic(str(onnx_path), tmp, weight_type=QuantType.QInt8))
 
 
 def quantize_int8_static(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
@@ -123,21 +129,9 @@ def quantize_int8_static(onnx_path: str | Path, out_path: str | Path, calibratio
             x = next(self._it, None)
             return None if x is None else {"image": x}
 
-    out_path = Path(out_path)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
-    os.close(fd)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        quantize_static(str(onnx_path), tmp, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-        os.replace(tmp, out_path)
-    finally:
-        root.setLevel(level)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out_path
+    return _quantize_atomic(out_path, lambda tmp: quantize_static(
+        str(onnx_path), tmp, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8))
 
 
 class OrtModule:
