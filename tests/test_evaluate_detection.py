@@ -292,6 +292,34 @@ def test_pr_curve_ends_at_overall_precision_and_recall():
     assert "map" not in r.metrics
 
 
+def jittered_detections(coco_gt, img_ids, rng, copies) -> list[dict]:  # noqa: ANN001
+    """COCO-style detections: `copies(rng)` noisy copies of each GT box, 20% with a wrong class, random scores."""
+    cat_ids = coco_gt.getCatIds()
+    dets = []
+    for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids)):
+        for _ in range(copies(rng)):
+            x, y, w, h = a["bbox"]
+            jit = rng.normal(0, 0.08, 4) * [w, h, w, h]
+            cat = a["category_id"] if rng.random() < 0.8 else int(rng.choice(cat_ids))
+            dets.append({"image_id": a["image_id"], "category_id": cat, "score": float(rng.random()),
+                         "bbox": [float(x + jit[0]), float(y + jit[1]), float(max(1.0, w + jit[2])),
+                                  float(max(1.0, h + jit[3]))]})
+    return dets
+
+
+def pycocotools_eval(coco_gt, dets, img_ids):  # noqa: ANN001, ANN201
+    """pycocotools' own COCOeval (bbox) on `dets`, restricted to `img_ids`, summarised quietly."""
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
+        ev.params.imgIds = img_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
 def test_map_equals_pycocotools_on_real_taco_file(shared_data, tmp_path):
     """A real COCO file (TACO: image and category ids from 0, 60 categories, areas from polygons) read by pycocotools.
 
@@ -299,7 +327,6 @@ def test_map_equals_pycocotools_on_real_taco_file(shared_data, tmp_path):
     one box for another. The copy given to pycocotools gets unique annotation ids (our evaluator numbers its own).
     """
     from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     data = json.loads((shared_data / "taco_annotations" / "annotations.json").read_text())
     for n, a in enumerate(data["annotations"], 1):
@@ -309,23 +336,9 @@ def test_map_equals_pycocotools_on_real_taco_file(shared_data, tmp_path):
         coco_gt = COCO(str(tmp_path / "taco.json"))
     img_ids = sorted(coco_gt.getImgIds())[:400]
     rng = np.random.default_rng(5)
-    cat_ids = coco_gt.getCatIds()
-    dets = []
-    for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids)):
-        if rng.random() < 0.8:
-            x, y, w, h = a["bbox"]
-            jit = rng.normal(0, 0.08, 4) * [w, h, w, h]
-            cat = a["category_id"] if rng.random() < 0.8 else int(rng.choice(cat_ids))
-            dets.append({"image_id": a["image_id"], "category_id": cat, "score": float(rng.random()),
-                         "bbox": [float(x + jit[0]), float(y + jit[1]), float(max(1.0, w + jit[2])),
-                                  float(max(1.0, h + jit[3]))]})
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
-        ev.params.imgIds = img_ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    names = {c["id"]: c["name"] for c in coco_gt.loadCats(cat_ids)}
+    dets = jittered_detections(coco_gt, img_ids, rng, lambda r: int(r.random() < 0.8))
+    ev = pycocotools_eval(coco_gt, dets, img_ids)
+    names = {c["id"]: c["name"] for c in coco_gt.loadCats(coco_gt.getCatIds())}
     gt = [Sample(id=str(i), objects=[{"label": names[a["category_id"]], "bbox": xywh_to_xyxy(a["bbox"])}
                                      for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[i]))]) for i in img_ids]
     pred = [Sample(id=str(i), objects=[{"label": names[d["category_id"]], "bbox": xywh_to_xyxy(d["bbox"]),

@@ -14,7 +14,16 @@ import json
 import numpy as np
 import pytest
 from test_evaluate_cli import failed_with, gt_dir, run_eval, write_lines  # noqa: F401 - gt_dir is a fixture
-from test_evaluate_detection import HAND_DT, HAND_GT, S, _coco_direct, _random_coco, _samples_from_coco
+from test_evaluate_detection import (
+    HAND_DT,
+    HAND_GT,
+    S,
+    _coco_direct,
+    _random_coco,
+    _samples_from_coco,
+    jittered_detections,
+    pycocotools_eval,
+)
 
 from jamspotter.data.boxes import xywh_to_xyxy
 from jamspotter.data.records import Sample
@@ -130,7 +139,6 @@ def test_taco_subset_equals_pycocotools_for_both_backends(shared_data, tmp_path)
     test_evaluate_detection.
     """
     from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     data = json.loads((shared_data / "taco_annotations" / "annotations.json").read_text())
     for n, a in enumerate(data["annotations"], 1):
@@ -141,23 +149,9 @@ def test_taco_subset_equals_pycocotools_for_both_backends(shared_data, tmp_path)
         coco_gt.createIndex()
     img_ids = sorted(coco_gt.getImgIds())[:300]
     rng = np.random.default_rng(11)
-    cat_ids = coco_gt.getCatIds()
-    dets = []
-    for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids)):
-        for _ in range(int(rng.integers(0, 3))):
-            x, y, w, h = a["bbox"]
-            jit = rng.normal(0, 0.08, 4) * [w, h, w, h]
-            cat = a["category_id"] if rng.random() < 0.8 else int(rng.choice(cat_ids))
-            dets.append({"image_id": a["image_id"], "category_id": cat, "score": float(rng.random()),
-                         "bbox": [float(x + jit[0]), float(y + jit[1]), float(max(1.0, w + jit[2])),
-                                  float(max(1.0, h + jit[3]))]})
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
-        ev.params.imgIds = img_ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    names = {c["id"]: c["name"] for c in coco_gt.loadCats(cat_ids)}
+    dets = jittered_detections(coco_gt, img_ids, rng, lambda r: int(r.integers(0, 3)))
+    ev = pycocotools_eval(coco_gt, dets, img_ids)
+    names = {c["id"]: c["name"] for c in coco_gt.loadCats(coco_gt.getCatIds())}
     assert len(set(names.values())) == len(names)
     gt = [Sample(id=str(i), objects=[{"label": names[a["category_id"]], "bbox": xywh_to_xyxy(a["bbox"])}
                                      for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[i]))]) for i in img_ids]
