@@ -47,7 +47,9 @@ def demo_steps(out: Path, quick: bool = False) -> list[list[str]]:
         ["infer", str(run / "final"), str(tiny), "--out", str(out / "preds.jsonl"),
          "--max-new-tokens", "32" if quick else "256"],
         ["eval", "detection", "--pred", str(out / "preds.jsonl"), "--gt", str(tiny), "--out", str(out / "report")],
-        ["line", "simulate", "--detector-metrics", str(out / "report" / "metrics.json"), "--hours", "16",
+        # ten 16-hour days, five seeds: jams are rare events, one shift alone gives a jumpy recall sweep
+        ["line", "simulate", "--detector-metrics", str(out / "report" / "metrics.json"),
+         "--hours", "16" if quick else "160", "--replications", "1" if quick else "5",
          "--sweep-recall", "--out", str(out / "twin")],
     ]
     return steps
