@@ -89,6 +89,21 @@ def write_samples(path: str | Path, samples: Iterable[Sample]) -> int:
     return n
 
 
+def read_mapping(path: str | Path, what: str = "file") -> dict:
+    """A JSON or YAML file whose top level is a mapping; anything else is a one-line DataError naming it."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise DataError(f"{path}: cannot read {what} ({' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: {what} must be a mapping at the top level")
+    return data
+
+
 def write_json(path: str | Path, obj: object, indent: int | None = 2) -> None:
     """Write a JSON document atomically."""
     with atomic_write(path) as fh:

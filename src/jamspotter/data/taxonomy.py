@@ -7,14 +7,12 @@ Users override the mapping with a YAML/JSON file `{label: true|false}`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from jamspotter.data.io import read_mapping
 from jamspotter.errors import DataError
 
 JAM_CLASSES: tuple[str, ...] = (
@@ -74,12 +72,7 @@ class Taxonomy:
         """Read a `{label: bool}` YAML or JSON file; None gives the defaults."""
         if path is None:
             return cls()
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError) as e:
-            raise DataError(f"{path}: cannot read taxonomy ({e})") from None
+        data = read_mapping(path, "taxonomy")
         if not isinstance(data, Mapping) or not all(isinstance(v, bool) for v in data.values()):
             raise DataError(f"{path}: taxonomy must map label -> true/false")
         return cls(dict(data))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from jamspotter.data.io import atomic_write, write_json
+from jamspotter.data.io import atomic_write, read_mapping, write_json
 from jamspotter.edge.models import EdgeNet, build_model
 from jamspotter.errors import DataError
 
@@ -26,10 +25,7 @@ def save_checkpoint(model: EdgeNet, meta: dict, out_dir: str | Path) -> Path:
 
 def read_meta_file(path: Path, what: str, required: tuple[str, ...] = ("arch", "classes", "image_size")) -> dict:
     """A JSON metadata file beside edge weights; unreadable or missing fields are one-line DataErrors."""
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read {what} metadata ({e})") from None
+    meta = read_mapping(path, f"{what} metadata")
     for key in required:
         if key not in meta:
             raise DataError(f"{path}: missing field {key!r}")

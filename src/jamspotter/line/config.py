@@ -6,14 +6,12 @@ that `jamspotter line simulate --sweep ...` explores).
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jamspotter.data.io import validation_message
+from jamspotter.data.io import read_mapping, validation_message
 from jamspotter.errors import DataError
 
 
@@ -84,22 +82,11 @@ def default_config_path() -> Path:
     return Path(str(resources.files("jamspotter") / "configs" / "line.yaml"))
 
 
-def _read_mapping(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def load_line_config(path: str | Path | None = None) -> LineConfig:
     """Read a line YAML (None -> the packaged default); bad fields raise DataError naming file and field."""
     path = Path(path) if path is not None else default_config_path()
     try:
-        return LineConfig.model_validate(_read_mapping(path))
+        return LineConfig.model_validate(read_mapping(path, "line settings"))
     except ValidationError as e:
         raise DataError(f"{path}: {validation_message(e)}") from None
 
@@ -107,7 +94,7 @@ def load_line_config(path: str | Path | None = None) -> LineConfig:
 def detector_from_metrics(path: str | Path, latency_s: float = 0.2) -> DetectorSpec:
     """A DetectorSpec from `jamspotter eval` metrics.json: `jam_recall`/`jam_precision`, else `recall`/`precision`."""
     path = Path(path)
-    data = _read_mapping(path)
+    data = read_mapping(path, "detector metrics")
 
     def pick(*keys: str) -> float:
         for k in keys:
