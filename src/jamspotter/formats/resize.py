@@ -101,12 +101,16 @@ def resize_params(source: Any, default: ResizeParams | None = None) -> ResizePar
     if isinstance(source, str | Path):
         path = Path(source)
         cfg_path = path / "preprocessor_config.json" if path.is_dir() else path
+        if path.is_dir() and not cfg_path.is_file() and (path / "processor_config.json").is_file():
+            cfg_path = path / "processor_config.json"  # transformers 5 save_pretrained nests it there
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise JamspotterError(f"{cfg_path}: cannot read processor config ({e})") from None
         if not isinstance(config, dict):
             raise JamspotterError(f"{cfg_path}: processor config must be a JSON object")
+        if isinstance(config.get("image_processor"), dict):
+            config = config["image_processor"]
         return params_from_config(config, default)
     image_processor = getattr(source, "image_processor", None)
     return params_from_config(image_processor if image_processor is not None else source, default)
