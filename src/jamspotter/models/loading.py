@@ -90,6 +90,9 @@ def load_processor(name_or_path: str | Path, *, min_pixels: int | None = None, m
             if min_pixels is None and size.get("shortest_edge", 0) > max_pixels:
                 size["shortest_edge"] = max_pixels  # only a smaller budget was asked for
         kwargs["size"] = size
+        # Released Qwen2/2.5-VL configs spell the budget min_pixels/max_pixels, which the image processor
+        # applies over `size`; pass them too or the asked-for budget is silently ignored.
+        kwargs["min_pixels"], kwargs["max_pixels"] = size["shortest_edge"], size["longest_edge"]
     processor = AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=False, **kwargs)
     processor.tokenizer.padding_side = "left"
     return processor
