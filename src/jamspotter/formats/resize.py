@@ -88,11 +88,13 @@ def params_from_config(config: Any, default: ResizeParams | None = None) -> Resi
     patch, merge = _get(config, "patch_size"), _get(config, "merge_size")
     factor = int(patch) * int(merge) if patch and merge else default.factor
     size = _get(config, "size")
-    lo = _get(config, "min_pixels") or (_get(size, "shortest_edge") if size is not None else None)
-    hi = _get(config, "max_pixels") or (_get(size, "longest_edge") if size is not None else None)
-    if size is not None:  # transformers 5 moves min/max_pixels into size; prefer it when both exist
-        lo = _get(size, "shortest_edge") or _get(size, "min_pixels") or lo
-        hi = _get(size, "longest_edge") or _get(size, "max_pixels") or hi
+    lo = hi = None
+    if size is not None:  # transformers 5 keeps the budget in size
+        lo = _get(size, "shortest_edge") or _get(size, "min_pixels")
+        hi = _get(size, "longest_edge") or _get(size, "max_pixels")
+    # A top-level min_pixels/max_pixels overrides size, as the image processor's __init__ applies it.
+    lo = _get(config, "min_pixels") or lo
+    hi = _get(config, "max_pixels") or hi
     return ResizeParams(factor, int(lo or default.min_pixels), int(hi or default.max_pixels))
 
 
