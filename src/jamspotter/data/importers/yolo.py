@@ -99,7 +99,10 @@ def import_yolo(src: str | Path, ctx: ImportContext) -> list[Sample]:
         if not entries:
             continue
         for entry in entries if isinstance(entries, list) else [entries]:
-            for image in _images_of(root / str(entry)):
+            target = root / str(entry)
+            if not target.exists() and str(entry).startswith("../"):  # Roboflow exports; Ultralytics retries too
+                target = root / str(entry)[3:]
+            for image in _images_of(target):
                 labels = label_path(image)
                 with ctx.entry(shown(labels)):
                     abs_image, w, h, flags = ctx.image(image, root)
