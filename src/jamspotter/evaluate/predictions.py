@@ -128,6 +128,9 @@ def _parse_text(sample: Sample, text: str, fmt, size: tuple[int, int] | None) ->
     if size is None:
         meta["parse_problems"] = ["image size unknown (no GT width/height or image file): text not parsed"]
         return sample.model_copy(update={"meta": meta})
-    objects, problems = fmt.parse_detections(text, image_size=size)
+    # The input size `jamspotter infer` recorded is what the model saw (Qwen2.5-VL writes pixels of it).
+    recorded = sample.meta.get("input_size")
+    input_size = tuple(recorded) if isinstance(recorded, list | tuple) and len(recorded) == 2 else None
+    objects, problems = fmt.parse_detections(text, image_size=size, input_size=input_size)
     meta["parse_problems"] = list(problems)
     return sample.model_copy(update={"objects": list(objects), "meta": meta})

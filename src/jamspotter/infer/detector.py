@@ -282,5 +282,7 @@ def prediction_sample(sample: Sample, result: DetectionResult) -> Sample:
     """`sample` with its objects replaced by the detections (other annotations dropped), text in meta."""
     w, h = result.image_size
     meta = {**sample.meta, "text": result.text, "parse_problems": list(result.problems)}
+    if all(result.input_size):  # Qwen2.5-VL text is in pixels of this input: keep it so `--raw` re-parses right
+        meta["input_size"] = list(result.input_size)
     return sample.model_copy(update={"objects": list(result.detections), "width": w, "height": h, "qa": [],
                                      "label": None, "target": None, "frame_objects": None, "meta": meta})

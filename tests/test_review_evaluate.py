@@ -1,0 +1,25 @@
+"""Review regressions: re-parsing raw Qwen2.5-VL text uses the input size the model really saw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jamspotter.data.records import Sample
+from jamspotter.evaluate.predictions import load_predictions
+from jamspotter.infer.detector import DetectionResult, prediction_sample
+from jamspotter.infer.inputs import prediction_record
+
+
+def test_raw_qwen25_text_is_reparsed_against_the_recorded_input_size(tmp_path: Path) -> None:
+    # A model fine-tuned with a small max_pixels saw a 448x252 input of a 1280x720 image and wrote pixels of it.
+    text = '```json\n[{"bbox_2d": [112, 63, 224, 126], "label": "rope"}]\n```'
+    result = DetectionResult([], text, [], image_size=(1280, 720), input_size=(448, 252))
+    record = prediction_record(prediction_sample(Sample(id="a", image="a.jpg", width=1280, height=720), result))
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(json.dumps(record) + "\n")
+    gt = [Sample(id="a", image="a.jpg", width=1280, height=720)]
+    (obj,) = load_predictions(pred, "detection", gt, tmp_path, family="qwen2.5-vl", raw=True)[0].objects
+    assert obj.bbox == pytest.approx([320, 180, 640, 360])
