@@ -23,3 +23,21 @@ def test_raw_qwen25_text_is_reparsed_against_the_recorded_input_size(tmp_path: P
     gt = [Sample(id="a", image="a.jpg", width=1280, height=720)]
     (obj,) = load_predictions(pred, "detection", gt, tmp_path, family="qwen2.5-vl", raw=True)[0].objects
     assert obj.bbox == pytest.approx([320, 180, 640, 360])
+
+
+def test_eval_taxonomy_overrides_the_flags_importers_stored() -> None:
+    # Importers store jam_risk on every box (default taxonomy at import time); `eval detection --taxonomy`
+    # must still decide for the labels it names, on both sides, or it changes no jam metric at all.
+    from jamspotter.data.records import BoxObject
+    from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+    from jamspotter.evaluate.detection import evaluate_detections
+
+    def box(label: str, bbox: list[float]) -> BoxObject:
+        return BoxObject(label=label, bbox=bbox, jam_risk=DEFAULT_TAXONOMY.jam_risk(label))
+
+    objects = [box("bale wire", [0, 0, 10, 10]), box("rope", [20, 20, 30, 30])]
+    gt = [Sample(id="a", width=100, height=100, objects=objects)]
+    pred = [Sample(id="a", objects=[box("bale wire", [0, 0, 10, 10])])]
+    m = evaluate_detections(gt, pred, taxonomy=Taxonomy({"bale wire": True}), map_backend="pycocotools")
+    assert m["jam_counts"] == {"gt": 2, "pred": 1, "tp_gt": 1, "tp_pred": 1}
+    assert m["jam_recall"] == pytest.approx(0.5) and m["jam_precision"] == pytest.approx(1.0)

@@ -57,11 +57,15 @@ def _boxes(objs: Sequence[BoxObject]) -> np.ndarray:
     return np.fromiter(chain.from_iterable(o.bbox for o in objs), np.float64, 4 * len(objs)).reshape(-1, 4)
 
 
-def _jam_flags(objs: Sequence[BoxObject], by_label: np.ndarray) -> np.ndarray:
-    """Jam-causing per object: its own `jam_risk` when set, else its label's (precomputed from the taxonomy)."""
+def _jam_flags(objs: Sequence[BoxObject], by_label: np.ndarray, overridden: np.ndarray) -> np.ndarray:
+    """Jam-causing per object: its own `jam_risk` when set, else its label's (precomputed from the taxonomy).
+
+    A label the evaluation taxonomy names explicitly (`overridden`) takes the taxonomy's answer: importers
+    store a flag on every box, so otherwise `--taxonomy` could never change a jam metric.
+    """
     flags = by_label.copy()
     own = [o.jam_risk for o in objs]
-    for i in (i for i, v in enumerate(own) if v is not None):
+    for i in (i for i, v in enumerate(own) if v is not None and not overridden[i]):
         flags[i] = own[i]
     return flags
 
@@ -134,7 +138,9 @@ def evaluate_detection_run(
     for i in np.flatnonzero(p_count > 100):
         log.add("over_100_predictions_in_image", pairs[i][0].id)  # COCO mAP keeps the 100 best-scored only
     class_jam = np.array([taxonomy.jam_risk(name) for name in labels], dtype=bool)  # once per label, not per box
-    gt_jam, pred_jam = _jam_flags(g_objs, class_jam[gt_cls]), _jam_flags(p_objs, class_jam[pred_cls])
+    class_over = np.array([name in overrides or normalise(name) in overrides for name in labels], dtype=bool)
+    gt_jam = _jam_flags(g_objs, class_jam[gt_cls], class_over[gt_cls])
+    pred_jam = _jam_flags(p_objs, class_jam[pred_cls], class_over[pred_cls])
 
     thresholds = sorted({iou_threshold, 0.5})
     matched_at: dict[float, np.ndarray] = {}
