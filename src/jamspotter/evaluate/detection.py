@@ -209,7 +209,8 @@ def evaluate_detections(
 
     Top level: `precision`, `recall`, `f1` (with `tp`/`fp`/`fn`) at `iou_threshold`, `by_iou` (also at 0.5),
     `mean_iou` of matched pairs, `jam_recall` / `jam_precision` (jam-causing classes alone; a GT box is
-    jam-causing by its `jam_risk`, else by the taxonomy), COCO `map` (@[.5:.95]) and `map50` from
+    jam-causing by its `jam_risk`, else by the taxonomy; labels the taxonomy overrides follow the override),
+    COCO `map` (@[.5:.95]) and `map50` from
     faster-coco-eval or pycocotools (`map_backend` says which), `score_source`, `per_class`, and counted `warnings`.
     """
     return evaluate_detection_run(gt, pred, iou_threshold, taxonomy, map_backend=map_backend).metrics
