@@ -44,9 +44,19 @@ class CompleteMarkerCallback(TrainerCallback):
     """Marks each checkpoint complete once the Trainer has finished writing it."""
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Every rank writes its own RNG file into the folder: wait for all before calling it complete.
+        _barrier()
         if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             with atomic_write(folder / COMPLETE_MARKER) as fh:
                 fh.write(f"{state.global_step}\n")
+
+
+def _barrier() -> None:
+    """Wait for every process of a torch.distributed run; a no-op in a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -66,13 +66,19 @@ def resolve_model_name(cfg: SFTRunConfig) -> str:
     return str(folder)
 
 
-def prepare_model(cfg: SFTRunConfig) -> tuple[Any, Any, str]:
-    """Load the base model and processor, then wire LoRA / QLoRA / full training as configured."""
+def prepare_model(cfg: SFTRunConfig, weights_from: Path | None = None) -> tuple[Any, Any, str]:
+    """Load the base model and processor, then wire LoRA / QLoRA / full training as configured.
+
+    `weights_from`: a full fine-tuning checkpoint to load instead of the base. The Trainer's own resume
+    loads its state dict without the Qwen-VL key renaming (transformers issue #43701: every key is
+    reported missing and the weights silently stay the base's); from_pretrained renames them.
+    """
     from jamspotter.models import apply_lora, freeze_parts, load_model
 
     model, processor = load_model(
-        resolve_model_name(cfg), family=cfg.model.family, quantization=cfg.quantization, dtype=cfg.model.dtype,
-        attn=cfg.model.attn, min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels,
+        str(weights_from) if weights_from else resolve_model_name(cfg), family=cfg.model.family,
+        quantization=cfg.quantization, dtype=cfg.model.dtype, attn=cfg.model.attn, min_pixels=cfg.data.min_pixels,
+        max_pixels=cfg.data.max_pixels,
     )
     family = model.jamspotter_family
     ft = cfg.finetune
@@ -87,6 +93,18 @@ def prepare_model(cfg: SFTRunConfig) -> tuple[Any, Any, str]:
     return model, processor, family
 
 
+def distributed_state() -> Any:
+    """accelerate's process state; sets up torch.distributed when launched by torchrun / accelerate launch.
+
+    Without CUDA it asks for the CPU (gloo) backend: otherwise accelerate sees no GPU, reports a
+    single process, and each rank would train its own full copy of the data and write the same files.
+    """
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
     """TRL SFTConfig from our config (the one place the two vocabularies meet)."""
     import torch
@@ -94,6 +112,8 @@ def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
 
     t = cfg.train
     bf16 = t.bf16 if t.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    # Several processes without GPUs (torchrun / accelerate launch on CPU): DDP over gloo.
+    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     eval_strategy = "no" if not has_eval else ("steps" if t.eval_steps else "epoch")
     report = [t.report_to] if isinstance(t.report_to, str) else list(t.report_to)
     return SFTConfig(
@@ -110,11 +130,16 @@ def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
         max_length=None, packing=False, padding_free=False, remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True}, assistant_only_loss=False, completion_only_loss=False,
         label_names=["labels"], disable_tqdm=False,
+        **({"use_cpu": True, "ddp_backend": "gloo"} if multi_cpu else {}),
     )
 
 
 def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFTResult:
-    """Train as configured; `resume` continues from the newest complete checkpoint in output_dir."""
+    """Train as configured; `resume` continues from the newest complete checkpoint in output_dir.
+
+    Under torchrun / accelerate launch every rank runs this; only the main process writes files
+    (the Trainer's checkpoints follow the same rule) and logs, the others train and evaluate.
+    """
     import datasets
     import transformers
     from trl import SFTTrainer
@@ -123,18 +148,29 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     from jamspotter.train.callbacks import DetectionF1Callback
 
     start = time.time()
+    state = distributed_state()  # before threads: accelerate may set them for CPU processes
     if cfg.train.cpu_threads:
         import torch
 
         torch.set_num_threads(cfg.train.cpu_threads)
     transformers.set_seed(cfg.train.seed)
+    main = state.is_main_process
+    if not main:
+        log = _quiet
     out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "train_config.yaml") as fh:
-        fh.write(dump_config(cfg))
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "train_config.yaml") as fh:
+            fh.write(dump_config(cfg))
 
     train, train_root, held_out, eval_root = split_samples(cfg)
-    model, processor, family = prepare_model(cfg)
+    checkpoint = latest_complete_checkpoint(out) if resume else None
+    if resume:
+        log(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {out}: starting fresh")
+    full_weights = checkpoint if checkpoint and cfg.finetune.method == "full" else None
+    with state.main_process_first():  # a `tiny:` base is built once, by rank 0, before any rank loads it
+        resolve_model_name(cfg)
+    model, processor, family = prepare_model(cfg, weights_from=full_weights)
     fmt = get_format(family, processor=processor, classes=cfg.data.classes)
     examples = expand_examples(train, train_root, cfg.data, seed=cfg.train.seed)
     train_ds = datasets.Dataset.from_list([example_to_row(e) for e in examples])
@@ -153,27 +189,33 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     trainer = SFTTrainer(model=model, args=sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=processor, data_collator=collator, callbacks=callbacks)
 
-    checkpoint = latest_complete_checkpoint(out) if resume else None
-    if resume:
-        log(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {out}: starting fresh")
+    if full_weights:
+        log("full fine-tuning: weights loaded from the checkpoint (ignore the Trainer's missing-keys warning)")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     final = out / "final"
-    trainer.save_model(str(final))
-    processor.save_pretrained(str(final))
-    # What inference needs to ask the same question the model was trained on.
-    write_json(final / "jamspotter.json", {
-        "family": family, "classes": list(fmt.classes), "jam_only": cfg.data.jam_only,
-        "min_pixels": cfg.data.min_pixels, "max_pixels": cfg.data.max_pixels, "method": cfg.finetune.method})
+    trainer.save_model(str(final))  # every rank calls it (ZeRO-3 gathers shards); the main one writes
+    if main:
+        processor.save_pretrained(str(final))
+        # What inference needs to ask the same question the model was trained on.
+        write_json(final / "jamspotter.json", {
+            "family": family, "classes": list(fmt.classes), "jam_only": cfg.data.jam_only,
+            "min_pixels": cfg.data.min_pixels, "max_pixels": cfg.data.max_pixels, "method": cfg.finetune.method})
     metrics: dict[str, Any] = {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
-                               "family": family, "method": cfg.finetune.method, "examples": len(examples)}
+                               "family": family, "method": cfg.finetune.method, "examples": len(examples),
+                               "processes": state.num_processes}
     if eval_ds is not None:
-        metrics.update(trainer.evaluate())
+        metrics.update(trainer.evaluate())  # a collective: every rank evaluates its shard
     f1 = [c for c in callbacks if isinstance(c, DetectionF1Callback)]
-    if f1:
+    if f1 and main:  # generation on one rank needs no collective (not under ZeRO-3, where it is off)
         last = f1[0].history[-1] if f1[0].history else {}
         step = trainer.state.global_step
         metrics["detection"] = last if last.get("step") == step else f1[0].run(trainer.model, step)
-    write_json(out / "metrics.json", metrics)
+    if main:
+        write_json(out / "metrics.json", metrics)
     log(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
     return SFTResult(out, final, trainer.state.global_step, result.training_loss, metrics, time.time() - start)
+
+
+def _quiet(*_: Any, **__: Any) -> None:
+    """The log of non-main ranks: one summary per run, not one per process."""
