@@ -24,6 +24,8 @@ def sft(
     from jamspotter.train.sft import run_sft
 
     result = run_sft(cfg, resume=resume, log=typer.echo)
+    if not result.is_main:
+        return
     det = result.metrics.get("detection") or {}
     typer.echo(f"done: {result.global_step} steps in {result.seconds:.0f} s; train loss {result.train_loss:.4f}"
                + (f"; eval loss {result.metrics['eval_loss']:.4f}" if "eval_loss" in result.metrics else "")

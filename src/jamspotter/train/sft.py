@@ -33,6 +33,7 @@ class SFTResult:
     train_loss: float | None
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    is_main: bool = True  # False on the other ranks of a multi-process run: they report nothing
 
 
 def split_samples(cfg: SFTRunConfig) -> tuple[list[Sample], Path, list[Sample], Path]:
@@ -214,7 +215,8 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     if main:
         write_json(out / "metrics.json", metrics)
     log(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
-    return SFTResult(out, final, trainer.state.global_step, result.training_loss, metrics, time.time() - start)
+    return SFTResult(out, final, trainer.state.global_step, result.training_loss, metrics, time.time() - start,
+                     is_main=main)
 
 
 def _quiet(*_: Any, **__: Any) -> None:
