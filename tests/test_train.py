@@ -172,3 +172,18 @@ def test_cli_sft_on_a_tiny_qwen3(dataset: Path, tmp_path: Path) -> None:
     info = json.loads((final / "jamspotter.json").read_text())
     assert info["family"] == "qwen3-vl" and info["max_pixels"] == 12544
     assert json.loads((run / "metrics.json").read_text())["global_step"] == 2
+
+
+def test_dataset_classes_lists_every_label_once_for_all_prompts():
+    from jamspotter.data.records import BoxObject, Sample
+    from jamspotter.data.taxonomy import JAM_CLASSES, MATERIAL_CLASSES
+    from jamspotter.formats import get_format
+    from jamspotter.train.sft import dataset_classes
+
+    samples = [Sample(id="a", width=100, height=100, objects=[BoxObject(label="Bottle cap", bbox=[1, 1, 9, 9])]),
+               Sample(id="b", width=100, height=100, objects=[BoxObject(label="rope", bbox=[1, 1, 9, 9])])]
+    classes = dataset_classes(samples)
+    assert classes == [*JAM_CLASSES, *MATERIAL_CLASSES, "Bottle cap"]
+    fmt = get_format("qwen2.5-vl", classes=classes)
+    # the prompt no longer depends on which labels one image holds
+    assert fmt.render_detection(samples[0])[0] == fmt.render_detection(samples[1])[0]

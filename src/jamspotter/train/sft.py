@@ -53,6 +53,19 @@ def split_samples(cfg: SFTRunConfig) -> tuple[list[Sample], Path, list[Sample], 
     return train, train_path.parent, [], train_path.parent
 
 
+def dataset_classes(samples: list[Sample]) -> list[str]:
+    """The default class list plus every other label in the data, sorted: one list for every prompt.
+
+    A per-sample list would name exactly the unusual classes present in that image (the answer leaks
+    into the question), and inference, which reads this list from jamspotter.json, could never ask for them.
+    """
+    from jamspotter.data.taxonomy import JAM_CLASSES, MATERIAL_CLASSES
+
+    base = list(JAM_CLASSES + MATERIAL_CLASSES)
+    labels = {o.label for s in samples for o in [*s.objects, *(o for f in s.frame_objects or [] for o in f)]}
+    return base + sorted(labels - set(base))
+
+
 def resolve_model_name(cfg: SFTRunConfig) -> str:
     """`tiny:<family>` builds (once) a tiny random model of that family under output_dir; else the name as is."""
     name = cfg.model.name
@@ -172,7 +185,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     with state.main_process_first():  # a `tiny:` base is built once, by rank 0, before any rank loads it
         resolve_model_name(cfg)
     model, processor, family = prepare_model(cfg, weights_from=full_weights)
-    fmt = get_format(family, processor=processor, classes=cfg.data.classes)
+    fmt = get_format(family, processor=processor, classes=cfg.data.classes or dataset_classes(train + held_out))
     examples = expand_examples(train, train_root, cfg.data, seed=cfg.train.seed)
     train_ds = datasets.Dataset.from_list([example_to_row(e) for e in examples])
     eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
