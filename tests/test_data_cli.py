@@ -161,3 +161,21 @@ def test_chat_export_with_real_formats(tmp_path, to, family, key):
     if to.startswith("qwen"):
         r = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "x.json"), "--family", "qwen3-vl"])
         assert r.exit_code == 2 and "already names the family" in r.output
+
+
+def test_qwen25_chat_export_uses_the_trainers_pixel_budget(tmp_path):
+    # Qwen2.5-VL boxes are pixels of the resized input: a smaller max_pixels must shrink them accordingly
+    make_image(tmp_path / "ds" / "a.png", (1280, 960))
+    (tmp_path / "d.json").write_text(json.dumps([{"image_path": "a.png", "object": {"rope": [[640, 480, 1280, 960]]}}]))
+    assert runner.invoke(app, ["data", "import", "--from", "detjson", str(tmp_path / "d.json"), "--out",
+                               str(tmp_path / "ds"), "--images", str(tmp_path / "ds")]).exit_code == 0
+    boxes = {}
+    for name, extra in (("full", []), ("small", ["--max-pixels", str(640 * 480)])):
+        out = tmp_path / f"{name}.json"
+        r = runner.invoke(app, ["data", "export", "--to", "qwen2.5-vl", str(tmp_path / "ds"), "--out", str(out),
+                                *extra])
+        assert r.exit_code == 0, r.output
+        answer = json.loads(out.read_text())[0]["messages"][1]["content"]
+        boxes[name] = json.loads(answer.split("```json")[1].split("```")[0])[0]["bbox_2d"]
+    assert boxes["full"] == [644, 476, 1288, 952]  # 1280x960 -> smart_resize 1288x952
+    assert boxes["small"] == [308, 238, 616, 476]  # max 640*480 pixels -> 616x476

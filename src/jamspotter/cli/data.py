@@ -103,8 +103,16 @@ def export_cmd(
     split: str | None = typer.Option(None, help="Export only this split."),
     copy_images: bool = typer.Option(False, "--copy-images", help="YOLO: copy images instead of symlinking them."),
     relative_paths: bool = typer.Option(False, "--relative-paths", help="Chat: paths relative to --out folder."),
+    processor: str | None = typer.Option(
+        None, "--processor", help="Chat: min/max pixels from this processor folder or config (the trainer's)."),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", help="Chat: image token budget the trainer uses."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Chat: image token budget the trainer uses."),
 ) -> None:
-    """Export a dataset to COCO, YOLO or a chat training file (LLaVA conversations / messages)."""
+    """Export a dataset to COCO, YOLO or a chat training file (LLaVA conversations / messages).
+
+    Qwen2.5-VL boxes are pixels of the RESIZED input, so a chat export must use the min/max pixels of the
+    processor that will train on it (--processor, or --min-pixels/--max-pixels); the values used are printed.
+    """
     from jamspotter.data.classes import read_classes
     from jamspotter.data.exporters import export_chat, export_coco, export_yolo
     from jamspotter.data.io import samples_path
@@ -126,8 +134,10 @@ def export_cmd(
         from jamspotter.formats import get_format
 
         layout = "conversations" if to is ExportKind.conversations else "messages"
-        report = export_chat(samples, get_format(family), out, layout=layout, root=root,
-                             relative_paths=relative_paths)
+        fmt = get_format(family, processor=processor, min_pixels=min_pixels, max_pixels=max_pixels)
+        report = export_chat(samples, fmt, out, layout=layout, root=root, relative_paths=relative_paths)
+        console.print(f"{family}: boxes written for min_pixels={fmt.params.min_pixels}, "
+                      f"max_pixels={fmt.params.max_pixels} (train with the same)")
     console.print(f"wrote {report.written} records -> {report.path}")
     _report_skipped(report.reasons, report.skipped, "samples")
 
