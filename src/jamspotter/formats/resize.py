@@ -7,13 +7,12 @@ processor or a saved processor folder (preprocessor_config.json) instead of trus
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jamspotter.errors import JamspotterError
+from jamspotter.data.io import read_mapping
 
 MAX_ASPECT_RATIO = 200
 
@@ -105,12 +104,7 @@ def resize_params(source: Any, default: ResizeParams | None = None) -> ResizePar
         cfg_path = path / "preprocessor_config.json" if path.is_dir() else path
         if path.is_dir() and not cfg_path.is_file() and (path / "processor_config.json").is_file():
             cfg_path = path / "processor_config.json"  # transformers 5 save_pretrained nests it there
-        try:
-            config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise JamspotterError(f"{cfg_path}: cannot read processor config ({e})") from None
-        if not isinstance(config, dict):
-            raise JamspotterError(f"{cfg_path}: processor config must be a JSON object")
+        config = read_mapping(cfg_path, "processor config")
         if isinstance(config.get("image_processor"), dict):
             config = config["image_processor"]
         return params_from_config(config, default)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from jamspotter.data.io import read_mapping
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.errors import DataError, JamspotterError
 
@@ -27,18 +28,8 @@ TRAINING_META = "jamspotter.json"  # written by `jamspotter train sft` beside th
 
 def training_meta(name_or_path: str | Path) -> dict[str, Any]:
     """What `jamspotter train` recorded about a local model (family, classes, jam_only, min/max pixels); {} if none."""
-    import json
-
     path = Path(name_or_path) / TRAINING_META
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read training metadata ({e})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: training metadata must be a JSON object")
-    return meta
+    return read_mapping(path, "training metadata") if path.is_file() else {}
 
 
 @dataclass
