@@ -132,22 +132,25 @@ class Detector:
         model.eval()
         # resize params of THIS processor; the class list the model was trained to read, when known
         fmt = get_format(model.jamspotter_family, processor=processor, classes=trained.get("classes"))
-        self._attach(model, processor, fmt, task, max_new_tokens, str(name_or_path))
+        self._attach(model, processor, fmt, task, max_new_tokens, str(name_or_path),
+                     with_reason=bool(trained.get("with_reason", False)))
 
     @classmethod
     def from_loaded(cls, model: Any, processor: Any, fmt: Any, *, task: Task = "detect_all",
-                    max_new_tokens: int = 512, name: str = "(in memory)") -> Detector:
+                    with_reason: bool = False, max_new_tokens: int = 512, name: str = "(in memory)") -> Detector:
         """Wrap a model that is already loaded (e.g. the one being trained): same prompts, generation, parsing."""
         if task not in TASKS or task == "auto":
             raise JamspotterError(f"task must be detect_jam or detect_all for a loaded model, got {task!r}")
         det = cls.__new__(cls)
-        det._attach(model, processor, fmt, task, max_new_tokens, name)
+        det._attach(model, processor, fmt, task, max_new_tokens, name, with_reason=with_reason)
         return det
 
-    def _attach(self, model: Any, processor: Any, fmt: Any, task: str, max_new_tokens: int, name: str) -> None:
+    def _attach(self, model: Any, processor: Any, fmt: Any, task: str, max_new_tokens: int, name: str,
+                with_reason: bool = False) -> None:
         from jamspotter.models.families import VISION_TOKENS
 
         self.name_or_path, self.task, self.max_new_tokens = name, task, int(max_new_tokens)
+        self.with_reason = with_reason  # the model was trained to add a one-line reason per jam item
         self.model, self.processor, self.format = model, processor, fmt
         self.family: str = fmt.family
         self.tokenizer = self.processor.tokenizer
@@ -166,7 +169,8 @@ class Detector:
     def prompt(self) -> str:
         """The user instruction sent with every image (the same text training renders)."""
         probe = Sample(id="prompt", width=640, height=480)
-        return self.format.render_detection(probe, jam_only=self.task == "detect_jam")[0]
+        jam_only = self.task == "detect_jam"
+        return self.format.render_detection(probe, jam_only=jam_only, with_reason=jam_only and self.with_reason)[0]
 
     def _chat_text(self) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]

@@ -12,7 +12,8 @@ from jamspotter.data.records import Sample
 
 
 def predict_detections(model: Any, processor: Any, fmt: Any, samples: list[Sample], root: str | Path, *,
-                       jam_only: bool = False, max_new_tokens: int = 256, batch_size: int = 4
+                       jam_only: bool = False, with_reason: bool = False, max_new_tokens: int = 256,
+                       batch_size: int = 4
                        ) -> tuple[list[Sample], list[str]]:
     """Predicted samples (same ids, objects = parsed boxes in original pixels) and the raw texts.
 
@@ -22,7 +23,7 @@ def predict_detections(model: Any, processor: Any, fmt: Any, samples: list[Sampl
     from jamspotter.infer import Detector
 
     detector = Detector.from_loaded(model, processor, fmt, task="detect_jam" if jam_only else "detect_all",
-                                    max_new_tokens=max_new_tokens)
+                                    with_reason=with_reason, max_new_tokens=max_new_tokens)
     was_training = model.training
     model.eval()
     try:
@@ -44,8 +45,10 @@ class DetectionF1Callback(TrainerCallback):
     """Every `every` steps: detection precision/recall/F1@0.5 on a held-out slice, logged and saved."""
 
     def __init__(self, processor: Any, fmt: Any, samples: list[Sample], root: str | Path, *, every: int,
-                 max_new_tokens: int = 256, out_dir: str | Path | None = None, jam_only: bool = False) -> None:
+                 max_new_tokens: int = 256, out_dir: str | Path | None = None, jam_only: bool = False,
+                 with_reason: bool = False) -> None:
         self.processor, self.fmt, self.samples, self.root, self.jam_only = processor, fmt, samples, root, jam_only
+        self.with_reason = with_reason
         self.every, self.max_new_tokens = every, max_new_tokens
         self.out_dir = Path(out_dir) if out_dir else None
         self.history: list[dict[str, Any]] = []
@@ -53,7 +56,8 @@ class DetectionF1Callback(TrainerCallback):
     def run(self, model: Any, step: int) -> dict[str, Any]:
         """Evaluate now; returns the summary dict."""
         preds, _ = predict_detections(model, self.processor, self.fmt, self.samples, self.root,
-                                      jam_only=self.jam_only, max_new_tokens=self.max_new_tokens)
+                                      jam_only=self.jam_only, with_reason=self.with_reason,
+                                      max_new_tokens=self.max_new_tokens)
         m = detection_metrics(self.samples, preds)
         summary = {"step": step, **{k: m.get(k) for k in ("precision", "recall", "f1", "mean_iou", "jam_recall")}}
         self.history.append(summary)

@@ -85,8 +85,13 @@ def is_clip(sample: Sample) -> bool:
     return sample.image is None and (sample.video is not None or bool(sample.frames))
 
 
-def render_task(fmt: Any, ex: Example, *, jam_only: bool = False) -> list[tuple[str, str]]:
-    """(user, assistant) text pairs for an example, all text from `jamspotter.formats`."""
+def render_task(fmt: Any, ex: Example, *, jam_only: bool = False, with_reason: bool = False
+                ) -> list[tuple[str, str]]:
+    """(user, assistant) text pairs for an example, all text from `jamspotter.formats`.
+
+    `with_reason` is one switch for the whole dataset: deciding it per image would let the prompt
+    reveal whether the image holds (reasoned) jam items.
+    """
     from jamspotter.formats import tasks
 
     s = ex.sample
@@ -97,7 +102,7 @@ def render_task(fmt: Any, ex: Example, *, jam_only: bool = False) -> list[tuple[
         question = tasks.resolve_box_refs(fmt, tasks.region_question(ex.region), size)
         return [(question, tasks.region_answer(s.objects, ex.region))]
     if jam_only and not s.qa and s.target is None and (s.objects or s.label is None):
-        return [fmt.render_detection(s, jam_only=True)]
+        return [fmt.render_detection(s, jam_only=True, with_reason=with_reason)]
     return fmt.render_turns(s)
 
 
@@ -106,14 +111,16 @@ def crop_boxes(sample: Sample) -> list[list[float]]:
     return [c.bbox for turn in sample.qa for c in turn.crops]
 
 
-def build_conversation(fmt: Any, ex: Example, *, clip_frames: int = 8, jam_only: bool = False,
-                       with_answer: bool = True) -> tuple[list[dict[str, Any]], list[Any], list[Any], list[dict]]:
+def build_conversation(
+    fmt: Any, ex: Example, *, clip_frames: int = 8, jam_only: bool = False, with_reason: bool = False,
+    with_answer: bool = True,
+) -> tuple[list[dict[str, Any]], list[Any], list[Any], list[dict]]:
     """(messages, images, videos, video_metadata) for the chat template and processor.
 
     with_answer=False drops the last assistant turn (the prompt for generation).
     """
     s = ex.sample
-    turns = render_task(fmt, ex, jam_only=jam_only)
+    turns = render_task(fmt, ex, jam_only=jam_only, with_reason=with_reason)
     images: list[Any] = []
     videos: list[Any] = []
     metas: list[dict] = []
@@ -184,16 +191,18 @@ def assistant_labels(input_ids: Any, tokenizer: Any) -> Any:
 class SFTCollator:
     """Turns `Example`s (as dataset rows) into padded model inputs with assistant-only labels."""
 
-    def __init__(self, processor: Any, fmt: Any, *, clip_frames: int = 8, jam_only: bool = False) -> None:
+    def __init__(self, processor: Any, fmt: Any, *, clip_frames: int = 8, jam_only: bool = False,
+                 with_reason: bool = False) -> None:
         self.processor, self.fmt = processor, fmt
-        self.clip_frames, self.jam_only = clip_frames, jam_only
+        self.clip_frames, self.jam_only, self.with_reason = clip_frames, jam_only, with_reason
 
     def conversations(self, rows: list[dict[str, Any]], with_answer: bool = True) -> tuple[list[str], dict[str, Any]]:
         """Chat-template texts plus the processor's media arguments for a list of rows."""
         texts, images, videos, metas = [], [], [], []
         for row in rows:
             msgs, im, vid, meta = build_conversation(self.fmt, example_from_row(row), clip_frames=self.clip_frames,
-                                                     jam_only=self.jam_only, with_answer=with_answer)
+                                                     jam_only=self.jam_only, with_reason=self.with_reason,
+                                                     with_answer=with_answer)
             texts.append(
                 self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answer))
             images += im

@@ -190,7 +190,10 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     train_ds = datasets.Dataset.from_list([example_to_row(e) for e in examples])
     eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
                if held_out else None)
-    collator = SFTCollator(processor, fmt, clip_frames=cfg.data.clip_frames, jam_only=cfg.data.jam_only)
+    # jam-only targets carry one-line reasons when the data has them: one switch for the whole run
+    with_reason = cfg.data.jam_only and any(o.reason for s in train for o in s.objects)
+    collator = SFTCollator(processor, fmt, clip_frames=cfg.data.clip_frames, jam_only=cfg.data.jam_only,
+                           with_reason=with_reason)
     callbacks: list[Any] = [CompleteMarkerCallback()]
     f1_slice = [s for s in held_out if s.image is not None][: cfg.train.f1_samples]
     zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
@@ -199,7 +202,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     elif cfg.train.f1_steps and f1_slice:
         callbacks.append(DetectionF1Callback(processor, fmt, f1_slice, eval_root, every=cfg.train.f1_steps,
                                              max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out,
-                                             jam_only=cfg.data.jam_only))
+                                             jam_only=cfg.data.jam_only, with_reason=with_reason))
     trainer = SFTTrainer(model=model, args=sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=processor, data_collator=collator, callbacks=callbacks)
 
@@ -213,7 +216,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
         processor.save_pretrained(str(final))
         # What inference needs to ask the same question the model was trained on.
         write_json(final / "jamspotter.json", {
-            "family": family, "classes": list(fmt.classes), "jam_only": cfg.data.jam_only,
+            "family": family, "classes": list(fmt.classes), "jam_only": cfg.data.jam_only, "with_reason": with_reason,
             "min_pixels": cfg.data.min_pixels, "max_pixels": cfg.data.max_pixels, "method": cfg.finetune.method})
     metrics: dict[str, Any] = {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
                                "family": family, "method": cfg.finetune.method, "examples": len(examples),
