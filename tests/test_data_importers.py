@@ -247,16 +247,12 @@ def test_conversations_and_messages(tmp_path):
 
 # ---- clips -------------------------------------------------------------------------------------
 def test_video_records(tmp_path):
-    import av
     import numpy as np
 
+    from jamspotter.synth import write_mp4
+
     clip = tmp_path / "clip.mp4"
-    with av.open(str(clip), "w") as out:
-        stream = out.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
-        for _ in range(3):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")))
-        out.mux(stream.encode())
+    write_mp4(clip, [np.zeros((24, 32, 3), np.uint8)] * 3, fps=10)
     recs = [{"video": "clip.mp4", "fps": 10, "target": [[0.5, 0.0], [0.6, 0.1]], "names": ["v", "k"]},
             {"video": "gone.mp4", "fps": 10, "target": [[1, 2]]}]
     (tmp_path / "v.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))

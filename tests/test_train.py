@@ -124,23 +124,14 @@ def test_recommend_and_k8s(tmp_path: Path) -> None:
 @pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
 def test_clip_samples_become_video_inputs(tmp_path: Path, family: str) -> None:
     """Clips go in as av-decoded (or file) frames with metadata; only the sequence answer carries loss."""
-    import av
     import numpy as np
 
     from jamspotter.data.records import Target
     from jamspotter.formats import get_format
     from jamspotter.models import load_model
+    from jamspotter.synth import write_mp4
 
-    with av.open(str(tmp_path / "c.mp4"), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width = stream.height = 64
-        stream.pix_fmt = "yuv420p"
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 20 * i, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_mp4(tmp_path / "c.mp4", [np.full((64, 64, 3), 20 * i, np.uint8) for i in range(10)], fps=10)
     frames = []
     for i in range(4):
         Image.new("RGB", (64, 64), (40 * i, 90, 90)).save(tmp_path / f"f{i}.png")
