@@ -43,16 +43,16 @@ EXIT_UNAVAILABLE = 2  # no CUDA GPU / no bitsandbytes / no reference config: not
 
 
 def shared_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    """The real 7B config folder and Qwen's tokenizer folder (from the flags or ../shared/data)."""
-    from jamspotter.models.families import shared_data_dir
+    """The real 7B config folder and Qwen's tokenizer folder (from the flags or $JAMSPOTTER_REFERENCE_DATA)."""
+    from jamspotter.models.families import reference_data_dir
 
-    shared = shared_data_dir()
+    shared = reference_data_dir()
     config_dir = Path(args.config_dir) if args.config_dir else (
         shared / "qwen_configs" / "Qwen2.5-VL-7B-Instruct" if shared else None)
     tok_dir = Path(args.tokenizer_dir) if args.tokenizer_dir else (shared / "qwen2_5_vl_tokenizer" if shared else None)
     for what, p in (("Qwen2.5-VL-7B config", config_dir), ("Qwen tokenizer", tok_dir)):
         if p is None or not (p / ("config.json" if "config" in what else "tokenizer.json")).is_file():
-            unavailable(f"{what} not found ({p}); pass --config-dir/--tokenizer-dir or set JAMSPOTTER_SHARED_DATA")
+            unavailable(f"{what} not found ({p}); pass --config-dir/--tokenizer-dir or set JAMSPOTTER_REFERENCE_DATA")
     return config_dir, tok_dir
 
 

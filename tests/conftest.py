@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if SHARED_DATA.is_dir():  # the library reads real configs/tokenizer only from an explicit setting
+    os.environ.setdefault("JAMSPOTTER_REFERENCE_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")

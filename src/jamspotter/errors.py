@@ -1,27 +1,24 @@
-"""One error type for bad user input: the CLI prints it as one line and exits with code 2."""
+"""Plain library exceptions for input a user can fix; the CLI turns them into one `error:` line and exit 2."""
 
 from __future__ import annotations
 
-import sys
 
-try:  # Typer >= 0.29 runs commands with its own vendored click; its runner catches only that class.
-    from typer._click.exceptions import ClickException
-except ImportError:  # older Typer uses click itself
-    from click import ClickException
-
-
-class JamspotterError(ClickException):
+class JamspotterError(Exception):
     """Bad input (file, line, field) the user can fix; never a bug in jamspotter itself."""
 
     exit_code = 2
 
-    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
-        """Print exactly one line, so scripts and people can read it."""
-        print("error: " + " ".join(self.format_message().split()), file=file or sys.stderr)
+    def format_message(self) -> str:
+        """The message on one line, so scripts and people can read it."""
+        return " ".join(str(self).split())
 
 
 class DataError(JamspotterError):
     """A data file or record is malformed; the message names the file and entry."""
+
+
+class OutputError(JamspotterError):
+    """An output path that would destroy or mix with data the command did not write."""
 
 
 def where(path: object, entry: object | None = None) -> str:

@@ -1,14 +1,34 @@
 """The Typer app and its command groups; command modules register onto these objects.
 
 Kept thin: commands parse arguments and call library functions. Heavy imports (torch,
-transformers) happen inside commands so `jamspotter --help` stays fast.
+transformers) happen inside commands so `jamspotter --help` stays fast. Library errors
+(`JamspotterError`) become one `error:` line on stderr and exit code 2, here and nowhere else.
 """
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import Any
 
-_opts = {"no_args_is_help": True, "rich_markup_mode": None, "pretty_exceptions_enable": False}
+import typer
+from typer.core import TyperGroup
+
+from jamspotter.errors import JamspotterError
+
+
+class _Group(TyperGroup):
+    """A command group that reports `JamspotterError` as one line and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JamspotterError as e:
+            print("error: " + e.format_message(), file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+
+
+_opts: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": None, "pretty_exceptions_enable": False,
+                         "cls": _Group}
 
 app = typer.Typer(help="Find jam-causing material on recycling conveyor belts with Qwen-VL models.", **_opts)
 data_app = typer.Typer(help="Import, export, synthesise, validate, split and augment datasets.", **_opts)

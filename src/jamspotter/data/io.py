@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from jamspotter.data.records import Sample
 from jamspotter.errors import DataError
+from jamspotter.outputs import apply_umask
 
 
 @contextlib.contextmanager
@@ -30,6 +31,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        apply_umask(tmp)  # mkstemp makes 0600; the result should look like any file the user writes
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()

@@ -13,7 +13,9 @@ FAMILIES: tuple[str, ...] = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
 
 MODEL_TYPE_TO_FAMILY: dict[str, str] = {"qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
 
-# The folder under ../shared/data/qwen_configs/ each family is scaled down from (Apache-2.0 ones).
+REFERENCE_DATA_ENV = "JAMSPOTTER_REFERENCE_DATA"
+
+# The folder under $JAMSPOTTER_REFERENCE_DATA/qwen_configs/ each family is scaled down from (Apache-2.0 ones).
 REFERENCE_CONFIG: dict[str, str] = {
     "qwen2-vl": "Qwen2-VL-2B-Instruct",
     "qwen2.5-vl": "Qwen2.5-VL-7B-Instruct",
@@ -55,11 +57,13 @@ def check_family(family: str) -> str:
     return family
 
 
-def shared_data_dir() -> Path | None:
-    """../shared/data next to the project checkout (or $JAMSPOTTER_SHARED_DATA), if present."""
+def reference_data_dir() -> Path | None:
+    """The folder named by $JAMSPOTTER_REFERENCE_DATA (real Qwen configs and tokenizer), when set and present.
+
+    Only an explicit setting counts: where the package happens to be installed never changes which
+    tokenizer a tiny model gets or what `train recommend` counts.
+    """
     import os
 
-    env = os.environ.get("JAMSPOTTER_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[4] / "shared" / "data")
-    return next((p for p in candidates if p.is_dir()), None)
+    env = os.environ.get(REFERENCE_DATA_ENV)
+    return Path(env) if env and Path(env).is_dir() else None

@@ -1,10 +1,10 @@
 """Tiny random models of the REAL Qwen-VL classes, for offline tests and CPU demos.
 
-Each is the real config of its family (../shared/data/qwen_configs/) scaled down: same structure,
-2 layers, narrow widths, mrope_section summing to head_dim/2, token ids taken from the tokenizer
-that is saved beside it. The tokenizer is Qwen's real one when the shared folder exists (or on
-request), else a small byte-level BPE trained on the fly with Qwen's special tokens, so tests run
-anywhere and the vocabulary (hence the LM head) stays small.
+Each is the real config of its family (from $JAMSPOTTER_REFERENCE_DATA/qwen_configs/ when set, else
+the transformers default config of the class) scaled down: same structure, 2 layers, narrow widths,
+mrope_section summing to head_dim/2, token ids taken from the tokenizer that is saved beside it. The
+tokenizer is Qwen's real one when that folder is set (or on request), else a small byte-level BPE
+trained on the fly with Qwen's special tokens, so tests run anywhere and the vocabulary stays small.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from jamspotter.models.families import (
     QWEN_TOOL_TOKENS,
     REFERENCE_CONFIG,
     check_family,
-    shared_data_dir,
+    reference_data_dir,
 )
 
-# Short forms of the real templates (used only when ../shared/data is absent). Both render images
+# Short forms of the real templates (used when no reference data folder is set). Both render images
 # and videos in any message's content list, which the crop-call samples rely on.
 _QWEN25_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
@@ -193,17 +193,18 @@ def build_tiny_model(family: str, out_dir: str | Path, *, real_tokenizer: bool |
                      hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
     """Build, randomly initialise and save a tiny model of `family`'s real class plus its processor.
 
-    real_tokenizer: None -> Qwen's real tokenizer when ../shared/data has it, else the small BPE.
+    real_tokenizer: None -> Qwen's real tokenizer when $JAMSPOTTER_REFERENCE_DATA has it, else the small BPE.
     Returns `out_dir`, loadable with `jamspotter.models.load_model` (or any `from_pretrained`).
     """
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
     check_family(family)
-    shared = shared_data_dir()
+    shared = reference_data_dir()
     has_real = shared is not None and (shared / "qwen2_5_vl_tokenizer" / "tokenizer.json").is_file()
     if real_tokenizer and not has_real:
-        raise FileNotFoundError("Qwen's tokenizer (../shared/data/qwen2_5_vl_tokenizer) is not available here")
+        raise FileNotFoundError(
+            "Qwen's tokenizer ($JAMSPOTTER_REFERENCE_DATA/qwen2_5_vl_tokenizer) is not available here")
     use_real = has_real if real_tokenizer is None else real_tokenizer
     tokenizer = _real_tokenizer(shared, family) if use_real else _fallback_tokenizer(family)
     tokenizer.padding_side = "left"  # batched generation

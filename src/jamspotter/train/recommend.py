@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from jamspotter.errors import JamspotterError
-from jamspotter.models.families import REFERENCE_CONFIG, shared_data_dir
+from jamspotter.models.families import REFERENCE_CONFIG, reference_data_dir
 
-# Published sizes (qwen_configs/README.md), used when ../shared/data is not available.
+# Published sizes (qwen_configs/README.md), used when no reference data folder ($JAMSPOTTER_REFERENCE_DATA) is set.
 KNOWN_PARAMS: dict[str, tuple[str, float, float, int, int]] = {
     # name: (family, total params B, vision params B, hidden, layers)
     "Qwen2-VL-2B-Instruct": ("qwen2-vl", 2.21, 0.67, 1536, 28),
@@ -45,7 +45,7 @@ def model_size(model: str) -> ModelSize:
     if key not in KNOWN_PARAMS:
         raise JamspotterError(f"unknown model {model!r}; known: {', '.join(KNOWN_PARAMS)}")
     family, params, vision, hidden, layers = KNOWN_PARAMS[key]
-    shared = shared_data_dir()
+    shared = reference_data_dir()
     folder = shared / "qwen_configs" / key if shared is not None else None
     if folder is not None and (folder / "config.json").is_file():
         params, vision, hidden, layers = _count(folder)

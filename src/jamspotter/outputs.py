@@ -1,0 +1,163 @@
+"""One output policy for every command that writes a folder or a file: nothing a user had is lost.
+
+- A non-empty target folder is refused unless `--overwrite` is given AND jamspotter wrote it (it holds
+  the `.jamspotter-output` marker); a folder with files jamspotter did not write is never deleted.
+- Folders are written into a staging folder beside the target and swapped in on success, so an
+  error or Ctrl-C leaves the old folder as it was and no stale files survive an overwrite.
+- An existing file is replaced only with `--overwrite` (atomically, see `data.io.atomic_write`).
+- A command never writes into its own input (the same path, inside it, or around it).
+- New files and folders get the modes the umask allows (not mkstemp's 0600).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from jamspotter.errors import OutputError
+
+MARKER = ".jamspotter-output"
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | Path, directory: bool = False) -> None:
+    """Give a temp file/folder (created 0600/0700) the mode a plain open()/mkdir() would have given it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
+
+
+def _resolved(p: str | Path) -> Path:
+    return Path(p).expanduser().resolve()
+
+
+def check_not_input(out: str | Path, inputs: Iterable[str | Path | None]) -> None:
+    """Refuse an output that is an input, lies inside an input folder, or holds an input inside it."""
+    o = _resolved(out)
+    for i in inputs:
+        if i is None:
+            continue
+        src = _resolved(i)
+        if o == src or src in o.parents or o in src.parents:
+            raise OutputError(f"{out}: refusing to write into the command's own input {i}; choose another output")
+
+
+def is_ours(folder: str | Path) -> bool:
+    """True when `folder` was written by a jamspotter command (it holds the marker)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def is_empty_dir(folder: str | Path) -> bool:
+    """True for a folder with no entries at all."""
+    return Path(folder).is_dir() and not any(Path(folder).iterdir())
+
+
+def check_output_dir(out: str | Path, *, overwrite: bool, inputs: Iterable[str | Path | None] = (),
+                     option: str = "--overwrite") -> None:
+    """Raise OutputError unless `out` may be (re)written: new, empty, or ours with `overwrite`."""
+    out = Path(out)
+    check_not_input(out, inputs)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if not out.exists() or is_empty_dir(out):
+        return
+    if not is_ours(out):
+        raise OutputError(f"{out}: folder is not empty and holds files jamspotter did not write; "
+                          "choose a new folder (nothing was changed)")
+    if not overwrite:
+        raise OutputError(f"{out}: folder is not empty (an earlier output); pass {option} to replace it")
+
+
+def write_marker(folder: str | Path, command: str) -> None:
+    """Mark `folder` as written by `command` (what makes a later `--overwrite` allowed to replace it)."""
+    path = Path(folder) / MARKER
+    path.write_text(json.dumps({"command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n",
+                    encoding="utf-8")
+    apply_umask(path)
+
+
+@contextlib.contextmanager
+def output_dir(out: str | Path, command: str, *, overwrite: bool = False,
+               inputs: Iterable[str | Path | None] = ()) -> Iterator[Path]:
+    """Yield a staging folder to write into; on success it replaces `out` whole, on any error it is removed.
+
+    The previous folder (if any) survives every failure, including Ctrl-C and SIGTERM turned into
+    an exception; after success `out` holds exactly what the block wrote, plus the marker.
+    """
+    out = Path(out)
+    inputs = list(inputs)
+    check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write here ({e.strerror or e})") from None
+    apply_umask(stage, directory=True)
+    try:
+        yield stage
+        write_marker(stage, command)
+        check_output_dir(out, overwrite=overwrite, inputs=inputs)  # nothing else appeared meanwhile
+        replace_dir(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Move `new` onto `out`; an old `out` is renamed aside first and removed only after the move."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_dir(out: str | Path, command: str, *, overwrite: bool = False,
+                inputs: Iterable[str | Path | None] = ()) -> Path:
+    """For outputs written in place as work goes (logs appended per frame, checkpoints): check, clear, mark.
+
+    With `overwrite`, an earlier output of ours is removed whole first (no stale files).
+    """
+    out = Path(out)
+    check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    if out.exists() and not is_empty_dir(out):
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, command)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write here ({e.strerror or e})") from None
+    return out
+
+
+def check_output_file(out: str | Path, *, overwrite: bool, inputs: Iterable[str | Path | None] = (),
+                      option: str = "--overwrite") -> Path:
+    """Refuse an existing file without `overwrite`, a folder, and any path that is or lies in an input."""
+    out = Path(out)
+    check_not_input(out, inputs)
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file path")
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out}: exists; pass {option} to replace it")
+    parent = out.resolve().parent
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: folder {parent} is not writable")
+    return out
