@@ -110,15 +110,14 @@ def test_garbage_gives_problems_not_exceptions():
 
 def _seeds() -> list[str]:
     out = []
-    for family in FAMILIES:
-        fmt = get_format(family)
-        from jamspotter.data.records import Sample
+    from jamspotter.data.records import Sample
 
-        s = Sample(id="s", image="i", width=640, height=480,
-                   objects=[{"label": "rope", "bbox": [10, 20, 300, 400], "reason": "wraps"},
-                            {"label": "plastic film", "bbox": [5, 5, 50, 60]}])
-        out.append(fmt.render_detection(s, jam_only=True)[1])
-        out.append(fmt.render_detection(s)[1])
+    s = Sample(id="s", image="i", width=640, height=480,
+               objects=[{"label": "rope", "bbox": [10, 20, 300, 400], "reason": "wraps"},
+                        {"label": "plastic film", "bbox": [5, 5, 50, 60]}])
+    for family in FAMILIES:
+        out.append(get_format(family, jam_only=True, with_reason=True).render_detection(s)[1])
+        out.append(get_format(family).render_detection(s)[1])
     out += ["rope(1,2),(3,4)", "<think>x<tool_call>[1, 2, 3, 4]</tool_call></think><answer>a</answer>",
             "[{'bbox': [1, 2, 3, 4], 'label': \"it's\"}]", '{"a": {"b": [{"bbox_2d": [1,2,3,4]}]}}']
     return out
@@ -167,3 +166,94 @@ def test_fuzz_never_raises():
 def test_pathological_nesting_is_fast_and_safe(text):
     raw, problems = extract_boxes(text)
     assert isinstance(raw, list)
+
+
+# ---- no invented boxes: truncated tails, thinking and prose -------------------------------------
+# Qwen2.5-VL on a 1280x720 image with an explicit 1288x728 input (smart_resize, factor 28): model
+# pixels x * 1280/1288, y * 720/728. [161, 182, 966, 364] is 1/8, 1/4, 3/4, 1/2 of the input ->
+# [160, 180, 960, 360] in the original image, worked out by hand.
+Q25 = get_format("qwen2.5-vl")
+ROPE = '{"bbox_2d": [161, 182, 966, 364], "label": "rope"}'
+ROPE_PX = ("rope", [160, 180, 960, 360])
+
+
+def boxes_sized(text, fmt, image_size, input_size):
+    objs, problems = fmt.parse_detections(text, image_size, input_size)
+    return [(o.label, [round(v, 3) for v in o.bbox]) for o in objs], problems
+
+
+def q25(text):
+    return boxes_sized(text, Q25, (1280, 720), (1288, 728))
+
+
+@pytest.mark.parametrize("tail", [
+    '{"bbox_2d": [322, 91, 644, 546]',               # cut after the box, before the label
+    '{"bbox_2d": [322, 91, 644, 546], "lab',         # cut inside the label key
+    '{"bbox_2d": [322, 91, 644, 546], "label": "ho',  # cut inside the label
+    '{"bbox_2d": [322, 91, 644, 546], ',              # cut after the comma
+    '{"bbox_2d": [322, 91, 64',                       # cut inside the box
+    '{',                                              # cut right after the brace
+])
+def test_a_truncated_last_object_is_dropped_not_reread(tail):
+    got, problems = q25("```json\n[\n\t" + ROPE + ",\n\t" + tail)
+    assert got == [ROPE_PX]
+    assert any("cut off" in p and "dropped" in p for p in problems)
+
+
+def test_a_truncated_wrapper_keeps_its_complete_items():
+    text = '{"objects": [{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7, 8], "lab'
+    got, problems = boxes(text)
+    assert got == [("a", [1, 2, 3, 4])] and any("cut off" in p for p in problems)
+
+
+@pytest.mark.parametrize("text", [
+    "<think>The rope at [161, 182, 966, 364] crosses the belt.</think>\n```json\n[" + ROPE + "]\n```",
+    "<think>A rope: " + ROPE + "</think><answer>```json\n[" + ROPE + "]\n```</answer>",
+    "The rope lies at (161,182),(966,364).\n</think>\n\n```json\n[" + ROPE + "]\n```",  # Qwen3 thinking: no <think>
+    "I found a rope at [161, 182, 966, 364].\n```json\n[" + ROPE + "]\n```",
+    "```json\n[" + ROPE + "]\n```\nThe rope (161,182),(966,364) could wrap around the screens.",
+    "<|object_ref_start|>rope<|object_ref_end|><|box_start|>(161,182),(966,364)<|box_end|>\n"
+    "that is the rope at [161, 182, 966, 364]",
+])
+def test_thinking_and_prose_are_not_read_beside_structured_boxes(text):
+    fmt, size, inp = (get_format("qwen2-vl"), (1000, 1000), None) if "box_start" in text else (Q25, (1280, 720),
+                                                                                                (1288, 728))
+    got, _ = boxes_sized(text, fmt, size, inp)
+    assert len(got) == 1
+    if fmt is Q25:
+        assert got == [ROPE_PX]
+    else:
+        assert got == [("rope", [161, 182, 966, 364])]
+
+
+def test_boxes_only_in_the_thinking_are_not_the_answer():
+    assert q25("<think>Maybe a rope at [161, 182, 966, 364]? No, a shadow.</think><answer>```json\n[]\n```</answer>") \
+        == ([], [])
+    got, problems = q25("<think>A rope at " + ROPE)  # cut off while thinking
+    assert got == [] and any("inside <think>" in p for p in problems)
+
+
+def test_crop_tool_calls_are_not_detections():
+    text = ('<tool_call>\n{"name": "crop", "arguments": {"bbox_2d": [1, 2, 3, 4]}}\n</tool_call>\n'
+            "<tool_call>[5, 6, 7, 8]")
+    assert boxes(text)[0] == []
+
+
+def test_plain_text_is_still_read_when_it_is_the_whole_answer():
+    assert boxes("Boxes { rope(10,20),(30,40)")[0] == [("rope", [10, 20, 30, 40])]  # a stray brace cuts nothing
+    assert boxes("<think>two items</think>rope(10,20),(30,40)\nhose: [1, 2, 3, 4]")[0] == [
+        ("rope", [10, 20, 30, 40]), ("hose", [1, 2, 3, 4])]
+
+
+def test_qwen25_cases_a_peer_parser_tests():
+    # shapes from supervision's Qwen2.5-VL parser tests; input 640x640, image 1280x720: x * 2, y * 1.125
+    text = '```json\n    [\n        {"bbox_2d": [10, 20, 110, 120], "label": "cat"}\n    ]\n    ```'
+    assert boxes_sized(text, Q25, (1280, 720), (640, 640)) == ([("cat", [20, 22.5, 220, 135])], [])
+    got, problems = boxes_sized('```json\n[{"bbox_2d": [-10, 0, 700, 700], "label": "dog"}]\n```', Q25, (1280, 720),
+                                (640, 640))
+    assert got == [("dog", [0, 0, 1280, 720])] and any("clipped" in p for p in problems)
+    for text in ("```json\nnot valid json\n```", "```json\n[]\n```", "some random text without triple backticks"):
+        assert boxes_sized(text, Q25, (1280, 720), (640, 640))[0] == []
+    got, _ = boxes_sized('```json\n[\n  {"bbox_2d": [10, 20, 110, 120], "label": "cat"},\n  {"bbox_2d": [50, 100, '
+                         '150, 200], "label": "dog"', Q25, (1280, 720), (640, 640))
+    assert got == [("cat", [20, 22.5, 220, 135])]

@@ -1,10 +1,13 @@
 """Read boxes out of whatever a Qwen-VL model wrote, in the model's own coordinates. Never raises.
 
-Accepted, in this order (each stage masks what it used so nothing is read twice):
+What is read, in this order (each stage masks what it used so nothing is read twice):
 1. the Qwen2-VL token form `<|object_ref_start|>rope<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>`;
 2. JSON objects anywhere in the text (fenced or bare, inside wrappers, truncated lists keep their
    complete items; single quotes, trailing commas, `bbox`/`box` for `bbox_2d`, extra keys);
-3. plain lines `label(x1,y1),(x2,y2)` or `label: [x1, y1, x2, y2]`.
+3. only when stages 1-2 found no box and no ```json block: plain `label(x1,y1),(x2,y2)` or
+   `label: [x1, y1, x2, y2]` text.
+Never read: the `<think>` part of a think/answer text, `<tool_call>` crop requests, and an object the
+text ends inside (a truncated last item is dropped and reported, not re-read by a later stage).
 Coordinate systems are the caller's business (see `jamspotter.formats.base.Format`).
 """
 
@@ -33,6 +36,9 @@ _PAIR = rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)"
 _PLAIN_PAIRS_RE = re.compile(rf"{_PAIR}\s*(?:,|-|to)?\s*{_PAIR}")
 _PLAIN_LIST_RE = re.compile(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
 _SPECIALS_RE = re.compile(r"[{}\"'\\\\]")
+_TOOL_CALL_SPAN_RE = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.S)
+_THINK_SPAN_RE = re.compile(r"<think>.*?(</think>|(?=<answer>)|$)", re.S)
+_JSON_FENCE_RE = re.compile(r"```\s*json", re.I)
 _SAYS_EMPTY_RE = re.compile(r"\[\s*\]|\b(?:no|none|nothing)\b", re.I)
 _LABEL_TAIL_RE = re.compile(r"([A-Za-z][A-Za-z0-9 _\-/&']{0,60})[\s:=\"'`*]*$")
 _STOP_WORDS = {"at", "in", "is", "located", "box", "bbox", "bbox_2d", "the", "a", "an", "of", "with", "coordinates",
@@ -130,9 +136,12 @@ def _token_boxes(text: str, out: list[RawBox], problems: list[str]) -> list[tupl
     return spans
 
 
-def _brace_pairs(text: str) -> tuple[list[tuple[int, int]], int]:
-    """Outermost complete `{...}` spans (string-aware) and how many `{` never closed."""
-    pairs: list[tuple[int, int]] = []
+def _brace_pairs(text: str) -> tuple[list[tuple[int, int]], list[int]]:
+    """Complete `{...}` spans (string-aware) not inside another complete one, and where each `{` left open starts.
+
+    A complete object inside one that never closes (a truncated wrapper) is returned too.
+    """
+    closed: list[tuple[int, int]] = []
     stack: list[int] = []
     quote = ""
     skip_to = 0  # index after an escaped character inside a string
@@ -151,10 +160,13 @@ def _brace_pairs(text: str) -> tuple[list[tuple[int, int]], int]:
         elif c == "{":
             stack.append(j)
         elif c == "}" and stack:
-            start = stack.pop()
-            if not stack:
-                pairs.append((start, j + 1))
-    return pairs, len(stack)
+            closed.append((stack.pop(), j + 1))
+    closed.sort()
+    pairs: list[tuple[int, int]] = []
+    for a, b in closed:
+        if not pairs or a >= pairs[-1][1]:
+            pairs.append((a, b))
+    return pairs, stack
 
 
 def _prev_nonspace(text: str, j: int) -> str:
@@ -166,6 +178,7 @@ def _prev_nonspace(text: str, j: int) -> str:
 
 _TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
 _KEY_RE = re.compile(r"[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?\s*:\s*")
+_OBJECT_START_RE = re.compile(r"\{\s*(?:[\"']|[A-Za-z_][A-Za-z0-9_]*\s*(?::|$)|$)")  # `{"k`, `{k:`, `{k<end>`
 
 
 def _load_object(s: str) -> Any:
@@ -265,11 +278,17 @@ def _walk(v: Any, start: int, out: list[RawBox], problems: list[str], depth: int
 
 
 def _json_boxes(text: str, out: list[RawBox], problems: list[str]) -> list[tuple[int, int]]:
-    """Stage 2: every outermost JSON object; broken ones are searched for complete inner objects."""
+    """Stage 2: every outermost JSON object; broken ones are searched for complete inner objects.
+
+    An object the text ends inside (the first unclosed `{` that opens a key or nothing) is dropped and
+    its whole tail returned as used, so no later stage reads the numbers it holds.
+    """
     spans: list[tuple[int, int]] = []
     todo, unclosed = _brace_pairs(text)
-    if unclosed:
-        problems.append(f"{unclosed} unclosed '{{' (truncated output?): incomplete items dropped")
+    cut = next((j for j in unclosed if _OBJECT_START_RE.match(text, j)), None)
+    if cut is not None:
+        problems.append(f"item at {cut} cut off (truncated output?): dropped")
+        spans.append((cut, len(text)))
     budget = 20 * len(text) + 100_000  # characters examined; deep nesting would otherwise cost O(n^2)
     while todo:
         a, b = todo.pop(0)
@@ -327,6 +346,23 @@ def _plain_boxes(text: str, out: list[RawBox], problems: list[str]) -> None:
         text = _mask(text, [m.span() for m in rx.finditer(text)])
 
 
+def _unread_spans(text: str, problems: list[str]) -> list[tuple[int, int]]:
+    """Spans never read for boxes: `<tool_call>` crop requests and the thinking of a think/answer text.
+
+    The thinking runs from `<think>` (or the start, when the text has only the closing tag, as
+    Qwen3 thinking models write it) to `</think>`, `<answer>` or the end of the text.
+    """
+    spans = [m.span() for m in _TOOL_CALL_SPAN_RE.finditer(text)]
+    close = text.find("</think>")
+    if close >= 0 and "<think>" not in text[:close]:
+        spans.append((0, close + len("</think>")))
+    for m in _THINK_SPAN_RE.finditer(text):
+        spans.append(m.span())
+        if not m.group(1) and m.end() == len(text):
+            problems.append(f"text ends inside <think> at {m.start()} (truncated output?): no answer to read")
+    return spans
+
+
 def extract_boxes(text: Any) -> tuple[list[RawBox], list[str]]:
     """All boxes in `text`, in reading order, with the problems met. Never raises on any input."""
     problems: list[str] = []
@@ -337,9 +373,11 @@ def extract_boxes(text: Any) -> tuple[list[RawBox], list[str]]:
         text = text[:MAX_TEXT]
     out: list[RawBox] = []
     try:
-        rest = _mask(text, _token_boxes(text, out, problems))
+        rest = _mask(text, _unread_spans(text, problems))
+        rest = _mask(rest, _token_boxes(rest, out, problems))
         rest = _mask(rest, _json_boxes(rest, out, problems))
-        _plain_boxes(rest, out, problems)
+        if not out and not _JSON_FENCE_RE.search(rest):  # prose is read only when there is no structured answer
+            _plain_boxes(rest, out, problems)
     except Exception as e:  # noqa: BLE001 - a parser bug must not take a training run down; report it
         problems.append(f"parser error ({type(e).__name__}: {e}); returned what was read before it")
     out.sort(key=lambda r: r.start)
