@@ -72,7 +72,7 @@ def test_eval_detection_malformed_line_is_one_line_error(tmp_path, gt_dir):
     r = run_eval("detection", pred, gt_dir, tmp_path / "o")
     assert failed_with(r, "pred.jsonl:2: malformed JSON")
     bad_box = write_lines(tmp_path / "bad.jsonl", [{"id": "img0", "objects": [{"label": "rope", "bbox": [1, 2]}]}])
-    r = run_eval("detection", bad_box, gt_dir, tmp_path)
+    r = run_eval("detection", bad_box, gt_dir, tmp_path / "o")
     assert failed_with(r, "bad.jsonl:1: objects.0.bbox")
     assert not (tmp_path / "o").exists()
 

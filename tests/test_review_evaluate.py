@@ -39,5 +39,5 @@ def test_eval_taxonomy_overrides_the_flags_importers_stored() -> None:
     gt = [Sample(id="a", width=100, height=100, objects=objects)]
     pred = [Sample(id="a", objects=[box("bale wire", [0, 0, 10, 10])])]
     m = evaluate_detections(gt, pred, taxonomy=Taxonomy({"bale wire": True}), map_backend="pycocotools")
-    assert m["jam_counts"] == {"gt": 2, "pred": 1, "tp_gt": 1, "tp_pred": 1}
+    assert m["jam_counts"] == {"gt": 2, "pred": 1, "tp": 1, "tp_gt_exact": 1, "tp_pred_exact": 1}
     assert m["jam_recall"] == pytest.approx(0.5) and m["jam_precision"] == pytest.approx(1.0)

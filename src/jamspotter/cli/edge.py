@@ -28,11 +28,13 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(None, "--threads", min=1,
                                 help="PyTorch and ONNX Runtime threads (1 is fastest on a busy shared CPU)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier output in --out."),
 ) -> None:
     """Transfer-learn the edge classifier; writes model.safetensors + model.json, metrics and plots."""
     import torch
 
     from jamspotter.edge.train import EdgeTrainConfig, train_classifier
+    from jamspotter.outputs import output_dir
 
     if threads:
         torch.set_num_threads(threads)
@@ -40,7 +42,8 @@ def train_cmd(
     cfg = EdgeTrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                           train_blocks=train_blocks, cache_views=cache_views, patience=patience, seed=seed,
                           pretrained=pretrained, stem_backend=stem_backend)
-    report = train_classifier(data, out, cfg)
+    with output_dir(out, "edge train", overwrite=overwrite, inputs=[data]) as stage:
+        report = train_classifier(data, stage, cfg)
     for split in ("val", "test"):
         m = report[split]
         if m:
@@ -58,25 +61,45 @@ def export_cmd(
     torchscript: bool = typer.Option(False, "--torchscript", help="Also write model.ts (TorchScript)."),
     calibration: Path = typer.Option(None, "--int8-static", help="Folder of calibration images: also write "
                                      "model.int8-static.onnx (static QDQ INT8)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier export files (or --out folder)."),
 ) -> None:
-    """ONNX export (dynamic batch, checked, compared with PyTorch within 1e-4); TorchScript fallback."""
-    from jamspotter.edge.export import export_checkpoint
+    """ONNX export (dynamic batch, checked, compared with PyTorch within 1e-4); TorchScript fallback.
 
-    target = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
-    report = export_checkpoint(checkpoint, target, opset=opset, int8=int8, torchscript=torchscript,
-                               calibration=calibration)
+    Beside the checkpoint (the default) the export files are added to its folder, and earlier ones are
+    replaced only with --overwrite; another --out folder is written whole (the output policy).
+    """
+    from jamspotter.edge.export import export_checkpoint
+    from jamspotter.errors import DataError
+    from jamspotter.outputs import check_output_file, output_dir
+
+    if not checkpoint.exists():
+        raise DataError(f"{checkpoint}: no such checkpoint")
+    ckpt_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    kwargs = {"opset": opset, "int8": int8, "torchscript": torchscript, "calibration": calibration}
+    if out is None or out.resolve() == ckpt_dir.resolve():
+        target = ckpt_dir
+        names = ["model.onnx", "export.json"] + (["model.int8.onnx"] if int8 else []) + (
+            ["model.int8-static.onnx"] if calibration is not None else []) + (["model.ts"] if torchscript else [])
+        for name in names:
+            check_output_file(ckpt_dir / name, overwrite=overwrite)
+        report = export_checkpoint(checkpoint, ckpt_dir, **kwargs)
+    else:
+        target = out
+        with output_dir(out, "edge export", overwrite=overwrite, inputs=[checkpoint, calibration]) as stage:
+            report = export_checkpoint(checkpoint, stage, **kwargs)
     if "onnx" in report:
-        typer.echo(f"onnx: {report['onnx']} (opset {opset}, max |ORT - PyTorch| = {report['max_abs_diff']:.2e})")
+        typer.echo(f"onnx: {target / report['onnx']} (opset {opset}, max |ORT - PyTorch| = "
+                   f"{report['max_abs_diff']:.2e})")
     else:
         typer.echo(f"onnx export failed ({report['onnx_error']}); wrote TorchScript instead")
     if "int8" in report:
-        typer.echo(f"int8: {report['int8']} (top-1 agreement with fp32 {report['int8_top1_agreement']:.2f})")
+        typer.echo(f"int8: {target / report['int8']} (top-1 agreement with fp32 {report['int8_top1_agreement']:.2f})")
     if "int8_static" in report:
-        typer.echo(f"int8 static: {report['int8_static']} (top-1 agreement with fp32 on "
+        typer.echo(f"int8 static: {target / report['int8_static']} (top-1 agreement with fp32 on "
                    f"{report['int8_static_calibration_images']} calibration images "
                    f"{report['int8_static_top1_agreement_on_calibration']:.2f})")
     if "torchscript" in report:
-        typer.echo(f"torchscript: {report['torchscript']}")
+        typer.echo(f"torchscript: {target / report['torchscript']}")
 
 
 @edge_app.command("predict")

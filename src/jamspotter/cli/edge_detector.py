@@ -15,6 +15,7 @@ SIZE = typer.Option(320, "--image-size", min=64, help="Square network input (SSD
 THRESHOLD = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0, help="Operating point for boxes and P/R/F1.")
 EXPORT = typer.Option(True, "--export/--no-export", help="Write detector.onnx (TorchScript if ONNX export fails).")
 THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for torch (1 is fastest on a busy shared CPU).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an earlier output in --out.")
 
 
 def _threads(threads: int | None) -> None:
@@ -39,9 +40,9 @@ def _echo_training(report: dict, out: Path) -> None:
                    f"F1 {fmt(m['f1'])}  jam recall {fmt(m['jam_recall'])}  mAP50 {fmt(m['map50_all_scores'])}")
     exp = report.get("export", {})
     if "onnx" in exp:
-        typer.echo(f"onnx: {exp['onnx']} (max |ORT - PyTorch| = {exp['max_abs_diff']:.1e})")
+        typer.echo(f"onnx: {out / exp['onnx']} (max |ORT - PyTorch| = {exp['max_abs_diff']:.1e})")
     elif exp:
-        typer.echo(f"onnx export failed ({exp['onnx_error']}); wrote {exp['torchscript']}")
+        typer.echo(f"onnx export failed ({exp['onnx_error']}); wrote {out / exp['torchscript']}")
     typer.echo(f"{report['n_train']} train images, {len(report['classes'])} classes, {report['train_seconds']} s; "
                f"wrote {out}")
 
@@ -52,16 +53,18 @@ def train_detector_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: detector.safetensors/.json/.onnx, metrics.json."),
     epochs: int = EPOCHS, batch_size: int = BATCH, lr: float = LR, image_size: int = SIZE,
     score_threshold: float = THRESHOLD, export: bool = EXPORT, seed: int = typer.Option(0, "--seed"),
-    threads: int = THREADS,
+    threads: int = THREADS, overwrite: bool = OVERWRITE,
 ) -> None:
     """Train the SSDlite320-MobileNetV3 box detector; evaluates on the val/test split (or a 20% hold-out)."""
     from jamspotter.data.io import read_samples, samples_path
     from jamspotter.edge.detector import train_detector
+    from jamspotter.outputs import output_dir
 
     _threads(threads)
     path = samples_path(data)
-    report = train_detector(read_samples(path), path.parent, out,
-                            _config(epochs, batch_size, lr, image_size, score_threshold, seed), export=export)
+    with output_dir(out, "edge train-detector", overwrite=overwrite, inputs=[data]) as stage:
+        report = train_detector(read_samples(path), path.parent, stage,
+                                _config(epochs, batch_size, lr, image_size, score_threshold, seed), export=export)
     _echo_training(report, out)
 
 
@@ -76,16 +79,20 @@ def distill_cmd(
     task: str = typer.Option("auto", "--task", help="auto | detect_jam | detect_all (what the teacher is asked)"),
     teacher_batch_size: int = typer.Option(4, "--teacher-batch-size", min=1),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
-    threads: int = THREADS,
+    threads: int = THREADS, overwrite: bool = OVERWRITE,
 ) -> None:
     """Label frames with the VLM teacher, then train the edge detector on its boxes."""
     from jamspotter.edge.distill import distill
     from jamspotter.infer import Detector
+    from jamspotter.outputs import check_output_dir, output_dir
 
     _threads(threads)
+    inputs = [frames, teacher if Path(teacher).exists() else None]
+    check_output_dir(out, overwrite=overwrite, inputs=inputs)  # before the teacher loads
     det = Detector(teacher, family=family, task=task, max_new_tokens=max_new_tokens)
-    summary = distill(det, frames, out, epochs=epochs, batch_size=teacher_batch_size, export=export,
-                      config=_config(epochs, batch_size, lr, image_size, score_threshold, seed))
+    with output_dir(out, "edge distill", overwrite=overwrite, inputs=inputs) as stage:
+        summary = distill(det, frames, stage, epochs=epochs, batch_size=teacher_batch_size, export=export,
+                          config=_config(epochs, batch_size, lr, image_size, score_threshold, seed))
     typer.echo(f"teacher {summary['family']}: {summary['pseudo_boxes']} boxes on {summary['frames_with_boxes']} of "
                f"{summary['frames']} frames ({summary['answers_with_parse_problems']} answers with parse problems)")
     if "warning" in summary:
@@ -100,13 +107,16 @@ def detect_cmd(
     out: Path = typer.Option(..., "--out", help="Predictions JSONL (boxes with scores) for `eval detection --pred`."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     threads: int = THREADS,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Boxes with scores from the edge detector (ONNX Runtime when an .onnx is there)."""
     from jamspotter.edge.detector import load_box_detector
     from jamspotter.errors import DataError
     from jamspotter.infer.inputs import collect_inputs, write_predictions
+    from jamspotter.outputs import check_output_file
 
     _threads(threads)
+    check_output_file(out, overwrite=overwrite, inputs=[model, *inputs])
     samples = collect_inputs(inputs)
     clips = [s.id for s in samples if s.image is None]
     if clips:

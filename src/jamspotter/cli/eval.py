@@ -21,6 +21,7 @@ class MapBackend(str, Enum):
 PRED = typer.Option(..., "--pred", help="Predictions JSONL (one line per image/clip id).")
 GT = typer.Option(..., "--gt", help="Ground-truth dataset folder (with samples.jsonl) or a samples JSONL file.")
 OUT = typer.Option(..., "--out", help="Report folder: metrics.json, summary.md, plots (and gallery.html).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an earlier report in --out.")
 
 
 def _load_gt(gt: Path):  # noqa: ANN202 - (samples, root)
@@ -28,6 +29,14 @@ def _load_gt(gt: Path):  # noqa: ANN202 - (samples, root)
 
     path = samples_path(gt)
     return read_samples(path), path.parent
+
+
+def _report_dir(out: Path, task: str, overwrite: bool, pred: Path, gt: Path):  # noqa: ANN202 - context manager
+    """The output policy for a report folder: written whole into a staging folder, swapped in on success."""
+    from jamspotter.data.io import samples_path
+    from jamspotter.outputs import output_dir
+
+    return output_dir(out, f"eval {task}", overwrite=overwrite, inputs=[pred, samples_path(gt)])
 
 
 def _print(task: str, metrics: dict, out: Path) -> None:
@@ -64,6 +73,7 @@ def detection(
         MapBackend.auto, "--map-backend",
         help="COCOeval implementation: faster (faster-coco-eval, C++), pycocotools (reference), "
              "auto = faster when installed."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Precision/recall/F1, mean IoU, jam-class recall and COCO mAP of predicted boxes."""
     from rich.console import Console
@@ -76,37 +86,40 @@ def detection(
 
     if raw and family is None:
         raise JamspotterError("--raw needs --family (qwen2-vl, qwen2.5-vl or qwen3-vl)")
-    samples, root = _load_gt(gt)
-    preds = load_predictions(pred, "detection", samples, root, family, raw, min_pixels, max_pixels)
-    what = " and running COCOeval" if coco_map else ""
-    with Console(stderr=True).status(f"matching {len(samples)} images{what} ..."):
-        ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map,
-                                    map_backend=map_backend.value)
-        metrics = write_detection_report(ev, out, root, gallery)
+    with _report_dir(out, "detection", overwrite, pred, gt) as stage:
+        samples, root = _load_gt(gt)
+        preds = load_predictions(pred, "detection", samples, root, family, raw, min_pixels, max_pixels)
+        what = " and running COCOeval" if coco_map else ""
+        with Console(stderr=True).status(f"matching {len(samples)} images{what} ..."):
+            ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map,
+                                        map_backend=map_backend.value)
+            metrics = write_detection_report(ev, stage, root, gallery)
     _print("detection", metrics, out)
 
 
 @eval_app.command("classification")
-def classification(pred: Path = PRED, gt: Path = GT, out: Path = OUT) -> None:
+def classification(pred: Path = PRED, gt: Path = GT, out: Path = OUT, overwrite: bool = OVERWRITE) -> None:
     """Accuracy, per-class and weighted precision/recall/F1 and the confusion matrix of image labels."""
     from jamspotter.evaluate.classification import evaluate_classification
     from jamspotter.evaluate.predictions import load_predictions
     from jamspotter.evaluate.report import write_classification_report
 
-    samples, _ = _load_gt(gt)
-    metrics = write_classification_report(
-        evaluate_classification(samples, load_predictions(pred, "classification")), out)
+    with _report_dir(out, "classification", overwrite, pred, gt) as stage:
+        samples, _ = _load_gt(gt)
+        metrics = write_classification_report(
+            evaluate_classification(samples, load_predictions(pred, "classification")), stage)
     _print("classification", metrics, out)
 
 
 @eval_app.command("trajectory")
-def trajectory(pred: Path = PRED, gt: Path = GT, out: Path = OUT) -> None:
+def trajectory(pred: Path = PRED, gt: Path = GT, out: Path = OUT, overwrite: bool = OVERWRITE) -> None:
     """MSE and MAE per component of clip targets, with a plot of predicted vs true sequences."""
     from jamspotter.evaluate.predictions import load_predictions
     from jamspotter.evaluate.report import write_trajectory_report
     from jamspotter.evaluate.trajectory import evaluate_trajectories
 
-    samples, _ = _load_gt(gt)
-    preds = load_predictions(pred, "trajectory")
-    metrics = write_trajectory_report(evaluate_trajectories(samples, preds), samples, preds, out)
+    with _report_dir(out, "trajectory", overwrite, pred, gt) as stage:
+        samples, _ = _load_gt(gt)
+        preds = load_predictions(pred, "trajectory")
+        metrics = write_trajectory_report(evaluate_trajectories(samples, preds), samples, preds, stage)
     _print("trajectory", metrics, out)

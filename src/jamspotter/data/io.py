@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -106,8 +107,19 @@ def read_mapping(path: str | Path, what: str = "file") -> dict:
     return data
 
 
+def finite_json(obj: object) -> object:
+    """`obj` with every NaN/Infinity float (in nested dicts, lists and tuples) turned into None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: object, indent: int | None = 2) -> None:
-    """Write a JSON document atomically."""
+    """Write a strict JSON document atomically: non-finite numbers become null, never bare NaN/Infinity."""
     with atomic_write(path) as fh:
-        json.dump(obj, fh, indent=indent)
+        json.dump(finite_json(obj), fh, indent=indent, allow_nan=False)
         fh.write("\n")

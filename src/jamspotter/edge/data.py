@@ -112,12 +112,11 @@ def class_names(items: list[Item]) -> list[str]:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image as RGB; a broken file raises DataError naming it."""
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+    """Open an image as upright RGB (`jamspotter.data.images.open_rgb`); a broken or oversized file raises
+    DataError naming it."""
+    from jamspotter.data.images import open_rgb
+
+    return open_rgb(path)
 
 
 def pil_to_chw(im: Image.Image) -> torch.Tensor:

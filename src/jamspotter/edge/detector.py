@@ -305,7 +305,8 @@ def load_box_detector(path: str | Path) -> EdgeBoxDetector | OnnxBoxDetector:
 
 
 def export_detector(det: EdgeBoxDetector, out_dir: str | Path, opset: int = 17) -> dict[str, Any]:
-    """ONNX (dynamic batch, onnx.checker, compared with PyTorch on 2 images); TorchScript if ONNX export fails."""
+    """ONNX (dynamic batch, onnx.checker, compared with PyTorch on 2 images); TorchScript if ONNX export fails.
+    File names in the result are relative to `out_dir`."""
     from jamspotter.edge.export import export_onnx, export_torchscript, max_abs_diff, ort_session
 
     out_dir = Path(out_dir)
@@ -315,10 +316,10 @@ def export_detector(det: EdgeBoxDetector, out_dir: str | Path, opset: int = 17) 
     try:
         path = export_onnx(det.raw, out_dir / ONNX, example, opset=opset, input_name="image", output_name="head")
         diff = max_abs_diff(det.raw, ort_session(path), example)
-        return {"onnx": str(path), "opset": opset, "max_abs_diff": diff}
+        return {"onnx": path.name, "opset": opset, "max_abs_diff": diff}
     except Exception as e:  # noqa: BLE001 - any exporter failure falls back to TorchScript, with the reason
         path = export_torchscript(det.raw, out_dir / TORCHSCRIPT, example)
-        return {"torchscript": str(path), "onnx_error": f"{type(e).__name__}: {e}"}
+        return {"torchscript": path.name, "onnx_error": f"{type(e).__name__}: {e}"}
 
 
 # ---- training on Sample datasets ------------------------------------------------------------------

@@ -63,13 +63,13 @@ def distill(teacher: Any, frames_dir: str | Path, out_dir: str | Path, epochs: i
     cfg.epochs = epochs
     samples = pseudo_label(teacher, frames_dir, out_dir, batch_size=batch_size, progress=progress)
     n_boxes = sum(len(s.objects) for s in samples)
-    asked = teacher.format.prompt_classes([], jam_only=teacher.task == "detect_jam")
+    asked = teacher.format.asked_classes()
     classes = class_list(samples, fallback=asked)
     summary: dict[str, Any] = {
         "teacher": teacher.name_or_path, "family": teacher.family, "task": teacher.task, "frames": len(samples),
         "pseudo_boxes": n_boxes, "frames_with_boxes": sum(bool(s.objects) for s in samples),
         "answers_with_parse_problems": sum(bool(s.meta["parse_problems"]) for s in samples),
-        "pseudo_labels": str(Path(out_dir) / PSEUDO_DIR / "samples.jsonl"),
+        "pseudo_labels": f"{PSEUDO_DIR}/samples.jsonl",  # relative to the output folder
         "note": "held-out metrics measure agreement with the teacher's pseudo-labels, not accuracy",
     }
     if n_boxes == 0:

@@ -17,6 +17,7 @@ from torch import nn
 
 from jamspotter.data.io import atomic_write
 from jamspotter.errors import JamspotterError
+from jamspotter.outputs import apply_umask
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -41,6 +42,7 @@ def export_onnx(module: nn.Module, path: str | Path, example: torch.Tensor, opse
                               opset_version=opset, dynamo=False)
         onnx.checker.check_model(tmp, full_check=True)
         path.parent.mkdir(parents=True, exist_ok=True)
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -95,6 +97,7 @@ def _quantize_atomic(out_path: str | Path, quantize: Callable[[str], None]) -> P
     root.setLevel(logging.ERROR)  # the quantisers warn once per padding Slice they leave in float
     try:
         quantize(tmp)
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, out_path)
     finally:
         root.setLevel(level)
@@ -181,7 +184,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int
                       torchscript: bool = False, batch: int = 2, seed: int = 0,
                       calibration: str | Path | None = None) -> dict:
     """Checkpoint -> out_dir/model.onnx (+ model.int8.onnx, model.int8-static.onnx, model.ts); returns what
-    was written and checked. `calibration` (a folder of images) turns on static INT8 quantisation.
+    was written (file names relative to `out_dir`) and checked. `calibration` (a folder of images) turns on
+    static INT8 quantisation.
 
     ONNX Runtime logits must match PyTorch within `TOLERANCE` on a random batch, else this raises.
     If the ONNX export itself fails, a TorchScript file is written instead and the reason reported.
@@ -204,7 +208,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int
         set_onnx_metadata(onnx_path, meta)
         session = ort_session(onnx_path)
         diff = max_abs_diff(model, session, x)
-        report.update(onnx=str(onnx_path), max_abs_diff=diff, tolerance=TOLERANCE)
+        report.update(onnx=onnx_path.name, max_abs_diff=diff, tolerance=TOLERANCE)
         if diff > TOLERANCE:
             raise JamspotterError(f"{onnx_path}: ONNX Runtime differs from PyTorch by {diff:.2e} > {TOLERANCE:g}")
         if int8:
@@ -213,7 +217,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int
             qs = ort_session(q)
             with torch.no_grad():
                 ref = model(x).argmax(1).numpy()
-            report.update(int8=str(q), int8_top1_agreement=float((ort_run(qs, x.numpy()).argmax(1) == ref).mean()))
+            report.update(int8=q.name, int8_top1_agreement=float((ort_run(qs, x.numpy()).argmax(1) == ref).mean()))
         if calibration is not None:
             calib = calibration_batch(calibration, size)
             q = quantize_int8_static(onnx_path, out_dir / "model.int8-static.onnx", calib)
@@ -221,10 +225,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int
             with torch.no_grad():
                 ref = model(torch.from_numpy(calib)).argmax(1).numpy()
             agree = float((ort_run(ort_session(q), calib).argmax(1) == ref).mean())
-            report.update(int8_static=str(q), int8_static_calibration_images=len(calib),
+            report.update(int8_static=q.name, int8_static_calibration_images=len(calib),
                           int8_static_top1_agreement_on_calibration=agree)
     if torchscript:
-        report["torchscript"] = str(export_torchscript(model, out_dir / "model.ts", x))
+        report["torchscript"] = export_torchscript(model, out_dir / "model.ts", x).name
     write_json(out_dir / "model.json", meta)
     write_json(out_dir / "export.json", report)
     return report

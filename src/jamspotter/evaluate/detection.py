@@ -1,5 +1,8 @@
 """Detection metrics: P/R/F1 at an IoU threshold (and at 0.5), mean IoU, per class, jam-class recall, COCO mAP.
 
+Jam recall/precision are counted the way a picker acts: class-agnostically across jam-causing classes
+(a rope found and called "hose" is still removed), one-to-one; the class-exact figures sit beside them.
+
 Undefined ratios (nothing predicted, nothing to find) are None, shown as n/a, never silently 0.
 Clips with per-frame boxes are scored frame by frame (see `clips.py`).
 A ground-truth image without a prediction line counts as all misses and is reported in `warnings`.
@@ -15,6 +18,7 @@ import numpy as np
 
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import Taxonomy, canonical_label, normalise
+from jamspotter.errors import DataError
 from jamspotter.evaluate.clips import expand_clips
 from jamspotter.evaluate.matching import match_dataset
 from jamspotter.evaluate.pairing import WarningLog, pair_by_id, prf, ratio
@@ -68,6 +72,20 @@ def _jam_flags(objs: Sequence[BoxObject], by_label: np.ndarray, overridden: np.n
     for i in (i for i, v in enumerate(own) if v is not None and not overridden[i]):
         flags[i] = own[i]
     return flags
+
+
+def jam_matches(gt_boxes: np.ndarray, gt_jam: np.ndarray, gt_images: np.ndarray, pred_boxes: np.ndarray,
+                pred_jam: np.ndarray, pred_images: np.ndarray, scores: np.ndarray, iou_threshold: float) -> int:
+    """How many jam-causing GT boxes a jam-causing prediction finds, whatever jam class either is called.
+
+    The same greedy one-to-one matching as every other figure (`match_dataset`, highest score first), run
+    on the jam-causing boxes alone with one shared class: each GT box is found at most once, a duplicate
+    prediction is a false positive, and a box predicted as a material class never counts.
+    """
+    g, p = np.flatnonzero(gt_jam), np.flatnonzero(pred_jam)
+    p2g, _ = match_dataset(gt_boxes[g], np.zeros(len(g), np.int64), gt_images[g], pred_boxes[p],
+                           np.zeros(len(p), np.int64), pred_images[p], scores[p], iou_threshold)
+    return int((p2g >= 0).sum())
 
 
 def _pr_curve(scores: np.ndarray, matched: np.ndarray, n_gt: int) -> dict | None:
@@ -128,6 +146,10 @@ def evaluate_detection_run(
             log.add("label_not_in_taxonomy", name)  # counted as not jam-causing unless objects say jam_risk
     has_score = np.array([o.score is not None for o in p_objs], dtype=bool)
     scores = np.array([1.0 if o.score is None else o.score for o in p_objs], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if len(bad):
+        image = pairs[int(np.searchsorted(p_off, bad[0], side="right")) - 1][0].id
+        raise DataError(f"prediction for {image}: score {scores[bad[0]]} is not a finite number")
     gt_boxes, pred_boxes = _boxes(g_objs), _boxes(p_objs)
     for kind, boxes_, objs in (("gt_box_without_area", gt_boxes, g_objs), ("prediction_box_without_area",
                                                                           pred_boxes, p_objs)):
@@ -161,17 +183,20 @@ def evaluate_detection_run(
     ious = pred_iou[matched]
     tp_c = np.bincount(pred_cls[matched], minlength=k)
     iou_sum_c = np.bincount(pred_cls[matched], weights=ious, minlength=k)
-    jam_tp_gt = int(gt_jam[pred_to_gt[matched]].sum())
+    jam_tp_gt = int(gt_jam[pred_to_gt[matched]].sum())  # class-exact: the match needed the same label
     jam_tp_pred = int((matched & pred_jam).sum())
+    jam_found = jam_matches(gt_boxes, gt_jam, g_img, pred_boxes, pred_jam, p_img, scores, iou_threshold)
     n_pred = len(pred_cls)
     metrics: dict = {
         "iou_threshold": iou_threshold,
         **counts(matched),
         "mean_iou": float(ious.mean()) if len(ious) else None,
-        "jam_recall": ratio(jam_tp_gt, int(gt_jam.sum())),
-        "jam_precision": ratio(jam_tp_pred, int(pred_jam.sum())),
-        "jam_counts": {"gt": int(gt_jam.sum()), "pred": int(pred_jam.sum()),
-                       "tp_gt": jam_tp_gt, "tp_pred": jam_tp_pred},
+        "jam_recall": ratio(jam_found, int(gt_jam.sum())),
+        "jam_precision": ratio(jam_found, int(pred_jam.sum())),
+        "jam_recall_exact": ratio(jam_tp_gt, int(gt_jam.sum())),
+        "jam_precision_exact": ratio(jam_tp_pred, int(pred_jam.sum())),
+        "jam_counts": {"gt": int(gt_jam.sum()), "pred": int(pred_jam.sum()), "tp": jam_found,
+                       "tp_gt_exact": jam_tp_gt, "tp_pred_exact": jam_tp_pred},
         "by_iou": {f"{t:g}": counts(matched_at[t]) for t in thresholds},
         "n_images": len(pairs), "n_gt": len(gt_cls), "n_pred": n_pred,
         "score_source": ("model" if n_pred and has_score.all() else
@@ -208,8 +233,10 @@ def evaluate_detections(
     """All detection metrics as one JSON-able dict (what `jamspotter eval detection` writes as metrics.json).
 
     Top level: `precision`, `recall`, `f1` (with `tp`/`fp`/`fn`) at `iou_threshold`, `by_iou` (also at 0.5),
-    `mean_iou` of matched pairs, `jam_recall` / `jam_precision` (jam-causing classes alone; a GT box is
-    jam-causing by its `jam_risk`, else by the taxonomy; labels the taxonomy overrides follow the override),
+    `mean_iou` of matched pairs, `jam_recall` / `jam_precision` (jam-causing boxes alone, matched whatever jam
+    class they are called, as the picker acts; a box is jam-causing by its `jam_risk`, else by the taxonomy;
+    labels the taxonomy overrides follow the override), `jam_recall_exact` / `jam_precision_exact` (the label
+    must match too) with the counts behind all four in `jam_counts`,
     COCO `map` (@[.5:.95]) and `map50` from
     faster-coco-eval or pycocotools (`map_backend` says which), `score_source`, `per_class`, and counted `warnings`.
     """

@@ -7,12 +7,14 @@ One line per image or clip:
 - classification: `{"id", "label", "score"?}`;
 - trajectory: `{"id", "values": [[...], ...]}`.
 Full `Sample` lines (e.g. written by `jamspotter infer`) work too; other top-level keys go to `meta`.
-A malformed line raises `DataError` naming file and line.
+A malformed line, and any NaN/Infinity number in a line (a score, a box, a value), raises `DataError`
+naming file and line: one non-finite score would otherwise rank first in COCOeval or crash it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -27,20 +29,40 @@ Task = Literal["detection", "classification", "trajectory"]
 _FIELDS = set(Sample.model_fields)
 
 
+class NonFiniteNumber(ValueError):
+    """A NaN or Infinity literal (or a number too large for a float) in a JSON line."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(text)
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise NonFiniteNumber(name)
+
+
+def loads_finite(line: str) -> object:
+    """`json.loads` that refuses NaN, Infinity, -Infinity and overflowing numbers such as 1e400."""
+    return json.loads(line, parse_float=_finite_float, parse_constant=_no_constant)
+
+
 def _image_size(sample: Sample | None, root: Path | None) -> tuple[int, int] | None:
-    """(width, height) from the GT record, else from the image file header; None when unknown."""
+    """(width, height) from the GT record, else from the image file header (as shown, EXIF-upright); None
+    when unknown."""
     if sample is None:
         return None
     if sample.width and sample.height:
         return int(sample.width), int(sample.height)
     path = sample.image_path(root)
     if path is not None and path.is_file():
-        from PIL import Image
+        from jamspotter.data.images import upright_size
 
         try:
-            with Image.open(path) as im:
-                return im.size
-        except OSError:
+            return upright_size(path)
+        except DataError:
             return None
     return None
 
@@ -90,9 +112,13 @@ def load_predictions(
                 continue
             where = f"{path}:{lineno}"
             try:
-                d = json.loads(line)
+                d = loads_finite(line)
+            except NonFiniteNumber as e:
+                raise DataError(f"{where}: non-finite number {e} (scores, boxes and values must be finite)") from None
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: malformed JSON ({e.msg})") from None
+            except RecursionError:
+                raise DataError(f"{where}: JSON nested too deeply") from None
             if not isinstance(d, dict) or not isinstance(d.get("id"), str | int):
                 raise DataError(f"{where}: each line must be a JSON object with an \"id\"")
             use_text = "text" in d and (raw or "objects" not in d)

@@ -14,6 +14,7 @@ import numpy as np
 
 from jamspotter.data.io import atomic_write, write_json
 from jamspotter.data.records import Sample
+from jamspotter.errors import DataError
 from jamspotter.evaluate.detection import DetectionEval, ImageResult
 from jamspotter.evaluate.pairing import WarningLog
 
@@ -39,8 +40,11 @@ def headline(task: str, m: dict) -> list[tuple[str, str]]:
             b = m["by_iou"]["0.5"]
             rows.append(("P / R / F1 @IoU 0.5", f"{fmt(b['precision'])} / {fmt(b['recall'])} / {fmt(b['f1'])}"))
         jc = m["jam_counts"]
-        rows += [("jam recall (jam-causing classes)", f"{fmt(m['jam_recall'])} ({jc['tp_gt']}/{jc['gt']})"),
-                 ("jam precision", f"{fmt(m['jam_precision'])} ({jc['tp_pred']}/{jc['pred']})"),
+        rows += [("jam recall (any jam class)", f"{fmt(m['jam_recall'])} ({jc['tp']}/{jc['gt']})"),
+                 ("jam precision (any jam class)", f"{fmt(m['jam_precision'])} ({jc['tp']}/{jc['pred']})"),
+                 ("jam recall / precision (exact class)",
+                  f"{fmt(m['jam_recall_exact'])} ({jc['tp_gt_exact']}/{jc['gt']}) / "
+                  f"{fmt(m['jam_precision_exact'])} ({jc['tp_pred_exact']}/{jc['pred']})"),
                  ("mean IoU of matches", fmt(m["mean_iou"]))]
         if "map" in m:
             rows += [("COCO mAP@[.5:.95]", fmt(m["map"])), ("COCO mAP@.5", fmt(m["map50"]))]
@@ -147,12 +151,19 @@ def plot_sequences(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], names: S
     return _save(fig, path)
 
 
+def normalised(bbox: Sequence[float]) -> list[float]:
+    """`[x1, y1, x2, y2]` with the corners ordered (an inverted box is drawn where its corners are)."""
+    x1, y1, x2, y2 = bbox
+    return [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+
+
 def _draw(img_path: Path, result: ImageResult, out: Path) -> None:
     """Draw matched GT (green), misses (red) and false positives (orange) on the image; save as JPEG."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageDraw, ImageFont
 
-    with Image.open(img_path) as im:
-        im = im.convert("RGB")
+    from jamspotter.data.images import open_rgb
+
+    im = open_rgb(img_path)  # upright, as the boxes were drawn by the labeller
     draw = ImageDraw.Draw(im)
     lw = max(2, round(max(im.size) / 300))
     font = ImageFont.load_default(size=max(11, round(max(im.size) / 50)))
@@ -164,16 +175,17 @@ def _draw(img_path: Path, result: ImageResult, out: Path) -> None:
 
     missed = set(result.misses)
     for i, o in enumerate(result.gt.objects):
-        draw.rectangle(o.bbox, outline=RED if i in missed else GREEN, width=lw)
+        draw.rectangle(normalised(o.bbox), outline=RED if i in missed else GREEN, width=lw)
     for i in result.false_positives:
-        draw.rectangle(result.pred_objects[i].bbox, outline=ORANGE, width=lw)
+        draw.rectangle(normalised(result.pred_objects[i].bbox), outline=ORANGE, width=lw)
     for i in sorted(missed):  # labels last, so boxes never hide them
-        o = result.gt.objects[i]
-        tag((o.bbox[0] + lw, o.bbox[1] + lw), f"miss {o.label}", RED)
+        x1, y1, _, _ = normalised(result.gt.objects[i].bbox)
+        tag((x1 + lw, y1 + lw), f"miss {result.gt.objects[i].label}", RED)
     for i in result.false_positives:
         o = result.pred_objects[i]
+        x1, _, _, y2 = normalised(o.bbox)
         score = "" if o.score is None else f" {o.score:.2f}"
-        tag((o.bbox[0] + lw, max(0.0, o.bbox[3] - font.size - 2 * lw)), f"FP {o.label}{score}", ORANGE)
+        tag((x1 + lw, max(0.0, y2 - font.size - 2 * lw)), f"FP {o.label}{score}", ORANGE)
     with atomic_write(out, "wb") as fh:
         im.save(fh, format="JPEG", quality=85)
 
@@ -196,7 +208,7 @@ def error_gallery(ev: DetectionEval, gt_root: Path | None, out_dir: Path, limit:
         name = f"gallery/{n:04d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', r.gt.id)[:60]}.jpg"
         try:
             _draw(src, r, out_dir / name)
-        except OSError:
+        except DataError:
             log.add("gallery_unreadable_image", r.gt.id)
             continue
         miss = ", ".join(r.gt.objects[i].label for i in r.misses) or "-"
@@ -262,6 +274,8 @@ def write_detection_report(ev: DetectionEval, out_dir: str | Path, gt_root: str 
     if not m["n_pred"] or m["score_source"] != "model":
         extra += ["Predictions without a model score count as 1.0: they are unranked, so mAP and the PR curve treat "
                   "them as tied (COCOeval breaks ties by image order).", ""]
+    extra += ["Jam recall/precision: jam-causing boxes matched one-to-one whatever jam class each side names "
+              "(a rope called hose is still picked); the exact-class figures also need the label to agree.", ""]
     extra += ["[Error gallery](gallery.html)", ""]
     stats = [line for line in (coco or "").splitlines() if line.lstrip().startswith("Average")]
     tail = [f"## COCOeval summary ({backend})", "", "```", *stats, "```", ""] if stats else []

@@ -1,8 +1,10 @@
 """Adapters that make box detectors `FrameModel`s for the stream runner.
 
 - `DetectorFrameModel`: a VLM `jamspotter.infer.Detector` (`detect(images) -> results with .detections`).
-  VLM text carries no confidence, so a jam-risk box counts with score 1.0 unless the model gave one, and a
-  frame whose answer the parser had to repair (problems) gets confidence 0: it goes to the review queue.
+  VLM text carries no confidence, so a jam-risk box counts with score 1.0 unless the model gave one. A frame
+  whose answer could not be read whole (output cut off, items dropped or ignored, no boxes found, a box
+  without a label) gets confidence 0: it goes to the review queue. Cosmetic parser notes (a `bbox` key
+  instead of `bbox_2d`, swapped or clipped corners, JSON read leniently) leave the scores as they are.
 - `BoxDetectorFrameModel`: the edge SSDlite detector (`predict(images) -> [[BoxObject, ...], ...]`).
 
 A frame's verdict is its most confident jam-risk box; a frame without one is `clear`.
@@ -10,6 +12,7 @@ A frame's verdict is its most confident jam-risk box; a frame without one is `cl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +23,15 @@ from jamspotter.data.taxonomy import Taxonomy
 from jamspotter.line.protocol import FramePrediction
 
 CLEAR = "clear"  # label of a frame with no jam-risk item
+# Parser problems that mean part of the answer was lost or never read (see jamspotter.formats.parse):
+# the frame may hold a jam item nobody saw. Every other note is cosmetic: the boxes were read in full.
+UNREAD_ANSWER = re.compile(r"dropped|truncat|cut off|cut at|unclosed|not read|ignored|parser error|no boxes found|"
+                           r"not 4 finite|non-finite|no label|expected text", re.IGNORECASE)
+
+
+def answer_unread(problems: Sequence[str]) -> bool:
+    """True when a parse problem says part of the model's answer was lost (not a cosmetic repair)."""
+    return any(UNREAD_ANSWER.search(str(p)) for p in problems)
 
 
 def frame_verdict(boxes: Sequence[BoxObject], taxonomy: Taxonomy, sure: float = 1.0) -> FramePrediction:
@@ -39,8 +51,8 @@ class DetectorFrameModel:
         self.detector, self.taxonomy, self.batch_size = detector, taxonomy or Taxonomy(), batch_size
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FramePrediction]:
-        """One prediction per frame; a repaired answer makes the frame unsure (confidence 0)."""
-        return [frame_verdict(res.detections, self.taxonomy, 0.0 if res.problems else 1.0)
+        """One prediction per frame; an answer read only in part makes the frame unsure (confidence 0)."""
+        return [frame_verdict(res.detections, self.taxonomy, 0.0 if answer_unread(res.problems) else 1.0)
                 for res in self.detector.detect(list(frames), batch_size=self.batch_size)]
 
 

@@ -1,7 +1,11 @@
 """Line configuration for the digital twin: pydantic models that map 1:1 to the YAML in configs/line.yaml.
 
 Every default cites its row in shared/reference/mrf-line-parameters.md or says ASSUMPTION (an unknown
-that `jamspotter line simulate --sweep ...` explores).
+that `jamspotter line simulate --sweep ...` explores). A user's file only needs the values it changes:
+it is merged over the packaged configs/line.yaml (mappings key by key, lists such as `items` replaced
+whole). Every value must be finite and lie in a plausible range (the bounds below are wide: they catch
+unit slips such as minutes given in seconds, not unusual lines); counts are whole numbers and the
+cleaning-time quantiles are ordered min <= median <= p90 <= max.
 """
 
 from __future__ import annotations
@@ -9,23 +13,24 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jamspotter.data.io import read_mapping, validation_message
 from jamspotter.errors import DataError
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
 
 
 class ItemClass(_Config):
     """One tangler class that reaches the camera after presort: how many per ton, how likely it wraps."""
 
-    label: str
-    per_ton: float = Field(ge=0)  # items per ton of infeed that escape presort (ASSUMPTION, swept)
+    label: str = Field(min_length=1)
+    per_ton: float = Field(ge=0, le=1000)  # items per ton of infeed that escape presort (ASSUMPTION, swept)
     jam_prob: float = Field(ge=0, le=1)  # chance one item wraps on each screen it passes (ASSUMPTION)
-    mass_g: float = Field(default=30.0, gt=0)
+    mass_g: float = Field(default=30.0, gt=0, le=1e6)
 
 
 class DetectorSpec(_Config):
@@ -33,34 +38,34 @@ class DetectorSpec(_Config):
 
     recall: float = Field(ge=0, le=1)
     precision: float = Field(default=1.0, gt=0, le=1)
-    latency_s: float = Field(default=0.2, ge=0)  # frame -> pick decision; ASSUMPTION
+    latency_s: float = Field(default=0.2, ge=0, le=3600)  # frame -> pick decision; ASSUMPTION
 
 
 class LineConfig(_Config):
     """A medium single-stream MRF line with disc screens, a camera + picker before the screens."""
 
-    throughput_tph: float = Field(default=20.0, gt=0)  # row "throughput, medium line"
-    belt_speed_mps: float = Field(default=0.3, gt=0)  # row "picking-belt speed"
-    shift_hours_per_day: float = Field(default=16.0, gt=0)  # row "downtime share from wrapping" (16-h day)
+    throughput_tph: float = Field(default=20.0, gt=0, le=1000)  # row "throughput, medium line"
+    belt_speed_mps: float = Field(default=0.3, ge=0.01, le=10)  # row "picking-belt speed"
+    shift_hours_per_day: float = Field(default=16.0, gt=0, le=24)  # row "downtime share from wrapping" (16-h day)
     items: list[ItemClass] = Field(default_factory=list)
-    screens: int = Field(default=3, ge=1)  # ASSUMPTION: OCC, news and container screens in series
-    wraps_to_jam: int = Field(default=10, ge=1)  # ASSUMPTION: wraps a screen tolerates before it stops the line
-    restart_min: float = Field(default=5.0, ge=0)  # ASSUMPTION: lockout-tagout and restart per stop
-    clear_median_min: float = Field(default=30.0, gt=0)  # row "cleaning per stop" (30 min)
-    clear_p90_min: float = Field(default=45.0, gt=0)  # row "cleaning per stop" (20-45)
-    clear_min_min: float = Field(default=20.0, ge=0)  # row "cleaning per stop" (20-45)
-    clear_max_min: float = Field(default=120.0, gt=0)  # row "cleaning per stop" (tail to 120)
-    crew: int = Field(default=3, ge=1)  # row "crew per cleaning" (ASSUMPTION there)
-    camera_to_picker_m: float = Field(default=2.0, gt=0)  # ASSUMPTION
-    pick_zone_m: float = Field(default=1.0, gt=0)  # ASSUMPTION: belt length the picker can reach
-    pick_rate_per_min: float = Field(default=60.0, gt=0)  # row "robotic sorter pick rate"
-    false_pick_mass_g: float = Field(default=100.0, gt=0)  # ASSUMPTION: good item removed per false flag
+    screens: int = Field(default=3, ge=1, le=100)  # ASSUMPTION: OCC, news and container screens in series
+    wraps_to_jam: int = Field(default=10, ge=1, le=100_000)  # ASSUMPTION: wraps a screen tolerates before it stops
+    restart_min: float = Field(default=5.0, ge=0, le=1440)  # ASSUMPTION: lockout-tagout and restart per stop
+    clear_median_min: float = Field(default=30.0, gt=0, le=1440)  # row "cleaning per stop" (30 min)
+    clear_p90_min: float = Field(default=45.0, gt=0, le=1440)  # row "cleaning per stop" (20-45)
+    clear_min_min: float = Field(default=20.0, ge=0, le=1440)  # row "cleaning per stop" (20-45)
+    clear_max_min: float = Field(default=120.0, gt=0, le=1440)  # row "cleaning per stop" (tail to 120)
+    crew: int = Field(default=3, ge=1, le=1000)  # row "crew per cleaning" (ASSUMPTION there)
+    camera_to_picker_m: float = Field(default=2.0, gt=0, le=1000)  # ASSUMPTION
+    pick_zone_m: float = Field(default=1.0, gt=0, le=1000)  # ASSUMPTION: belt length the picker can reach
+    pick_rate_per_min: float = Field(default=60.0, gt=0, le=10_000)  # row "robotic sorter pick rate"
+    false_pick_mass_g: float = Field(default=100.0, gt=0, le=1e6)  # ASSUMPTION: good item removed per false flag
     residue_share: float = Field(default=0.13, ge=0, le=1)  # row "residue"
-    downtime_cost_per_h: float = Field(default=4000.0, ge=0)  # row "downtime cost"
-    labour_per_h: float = Field(default=18.0, ge=0)  # row "labour"
-    disposal_per_t: float = Field(default=57.0, ge=0)  # row "residue disposal"
-    commodity_value_per_t: float = Field(default=100.0, ge=0)  # ASSUMPTION: blend of row "commodity prices"
-    detector_cost_per_h: float = Field(default=0.0, ge=0)  # ASSUMPTION: camera + picker amortisation
+    downtime_cost_per_h: float = Field(default=4000.0, ge=0, le=1e7)  # row "downtime cost"
+    labour_per_h: float = Field(default=18.0, ge=0, le=1e5)  # row "labour"
+    disposal_per_t: float = Field(default=57.0, ge=0, le=1e6)  # row "residue disposal"
+    commodity_value_per_t: float = Field(default=100.0, ge=0, le=1e6)  # ASSUMPTION: blend of row "commodity prices"
+    detector_cost_per_h: float = Field(default=0.0, ge=0, le=1e7)  # ASSUMPTION: camera + picker amortisation
     detector: DetectorSpec | None = None  # default detector when no --detector-metrics is given
 
     @field_validator("items")
@@ -70,6 +75,16 @@ class LineConfig(_Config):
         if len(set(labels)) != len(labels):
             raise ValueError(f"duplicate item labels in {labels}")
         return v
+
+    @model_validator(mode="after")
+    def _ordered_cleaning_times(self) -> LineConfig:
+        q = [("clear_min_min", self.clear_min_min), ("clear_median_min", self.clear_median_min),
+             ("clear_p90_min", self.clear_p90_min), ("clear_max_min", self.clear_max_min)]
+        for (a, va), (b, vb) in zip(q, q[1:], strict=False):
+            if va > vb:
+                raise ValueError(f"cleaning times must satisfy clear_min_min <= clear_median_min <= clear_p90_min "
+                                 f"<= clear_max_min, got {a}={va:g} > {b}={vb:g}")
+        return self
 
     @property
     def tanglers_per_hour(self) -> float:
@@ -82,11 +97,24 @@ def default_config_path() -> Path:
     return Path(str(resources.files("jamspotter") / "configs" / "line.yaml"))
 
 
+def merge_settings(base: dict, override: dict) -> dict:
+    """`override` over `base`: mappings merged key by key (recursively), anything else (lists too) replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (merge_settings(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict)
+                    else value)
+    return out
+
+
 def load_line_config(path: str | Path | None = None) -> LineConfig:
-    """Read a line YAML (None -> the packaged default); bad fields raise DataError naming file and field."""
+    """Read a line YAML merged over the packaged default (None -> the default alone); bad fields raise
+    DataError naming file and field."""
+    default = read_mapping(default_config_path(), "line settings")
     path = Path(path) if path is not None else default_config_path()
+    settings = merge_settings(default, read_mapping(path, "line settings")) if path != default_config_path() \
+        else default
     try:
-        return LineConfig.model_validate(read_mapping(path, "line settings"))
+        return LineConfig.model_validate(settings)
     except ValidationError as e:
         raise DataError(f"{path}: {validation_message(e)}") from None
 

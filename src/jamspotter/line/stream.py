@@ -4,43 +4,58 @@ Sources: a folder of images (natural sort order), a video clip (decoded with av,
 `interval` seconds), or synthetic belt scenes (`jamspotter.synth.render_scene`, with ground truth).
 Frames whose top confidence is below `review_below` are copied to the review folder with a
 samples.jsonl, ready for labelling (an active-learning queue).
+
+Nothing processed is lost: every log (frames.jsonl, frames.csv, alerts.log, the review queue's
+samples.jsonl) gets one complete line per frame, flushed as the frame is done, so a Ctrl-C, SIGTERM
+or SIGKILL leaves every frame processed before it on disk (a power cut may still lose the last few
+lines the OS had not written). A frame that cannot be read is logged as an `error` entry and skipped.
+A stop request (`stop_on_signals`) ends the run after the current frame; summary.json is written on
+every exit that Python sees, saying whether the run completed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
+import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
 
-from jamspotter.data.io import atomic_write, write_json, write_samples
+from jamspotter.data.io import atomic_write, finite_json, write_json
 from jamspotter.data.records import Sample
 from jamspotter.data.taxonomy import Taxonomy
 from jamspotter.errors import DataError
-from jamspotter.line.protocol import FrameModel
+from jamspotter.line.protocol import FrameModel, FramePrediction
 
 SOURCES = ("folder", "clip", "synth")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CSV_FIELDS = ("frame", "time_s", "source", "label", "confidence", "top", "jam_risk", "alert", "review",
-              "latency_ms", "gt_jam")
+              "latency_ms", "gt_jam", "error")
+LOG_FILES = ("frames.jsonl", "frames.csv", "alerts.log")
 
 
 @dataclass
 class Frame:
-    """One frame of the belt: its index, belt time, pixels and where it came from."""
+    """One frame of the belt: its index, belt time, pixels and where it came from.
+
+    A frame the source could not read has `image` None and says why in `error`.
+    """
 
     index: int
     time_s: float
-    image: np.ndarray  # H x W x 3 uint8 RGB
+    image: np.ndarray | None  # H x W x 3 uint8 RGB
     source: str
     gt_jam: bool | None = None  # known for synthetic frames
+    error: str | None = None
 
 
 def _natural_key(p: Path) -> list:
@@ -48,37 +63,65 @@ def _natural_key(p: Path) -> list:
 
 
 def folder_frames(folder: Path, interval: float) -> Iterator[Frame]:
-    """Images of a folder in natural order (frame2 before frame10), `interval` seconds apart."""
+    """Images of a folder in natural order (frame2 before frame10), `interval` seconds apart, read upright
+    (EXIF) with Pillow's size guard; an unreadable or oversized image comes as a Frame with `error`."""
+    from jamspotter.data.images import open_rgb
+
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
-    if not files:
+    if not files:  # checked now, not at the first frame
         raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))})")
-    for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise DataError(f"{f}: cannot read image ({e})") from None
-        yield Frame(i, i * interval, arr, str(f))
+
+    def read() -> Iterator[Frame]:
+        for i, f in enumerate(files):
+            try:
+                arr = np.asarray(open_rgb(f))
+            except DataError as e:
+                yield Frame(i, i * interval, None, str(f), error=e.format_message())
+                continue
+            yield Frame(i, i * interval, arr, str(f))
+
+    return read()
 
 
 def clip_frames(path: Path, interval: float) -> Iterator[Frame]:
-    """Decode a clip with av; keep the first frame at or after every `interval` seconds (0 = every frame)."""
+    """Decode a clip with av; keep the first frame at or after every `interval` seconds (0 = every frame).
+
+    The clip is opened now (an unreadable file is a DataError here); a frame that fails to decode later
+    comes as a Frame with `error` and ends the stream.
+    """
     import av
 
     try:
         container = av.open(str(path))
     except (OSError, av.error.FFmpegError) as e:
         raise DataError(f"{path}: cannot open clip ({e})") from None
-    with container:
-        stream = container.streams.video[0]
-        next_t, index = 0.0, 0
-        for k, frame in enumerate(container.decode(stream)):
-            t = float(frame.time) if frame.time is not None else k / float(stream.average_rate or 25)
-            if t + 1e-6 < next_t:
-                continue
-            yield Frame(index, t, frame.to_ndarray(format="rgb24"), f"{path}#{k}")
-            index += 1
-            next_t = t + interval if interval > 0 else t
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path}: no video stream")
+
+    def read() -> Iterator[Frame]:
+        with container:
+            stream = container.streams.video[0]
+            next_t, index, k = 0.0, 0, -1
+            decoded = container.decode(stream)
+            while True:
+                try:
+                    frame = next(decoded)
+                except StopIteration:
+                    return
+                except (av.error.FFmpegError, OSError, ValueError) as e:  # a damaged clip: log it, end the stream
+                    yield Frame(index, next_t, None, f"{path}#{k + 1}",
+                                error=f"{path}: cannot decode frame {k + 1} ({e})")
+                    return
+                k += 1
+                t = float(frame.time) if frame.time is not None else k / float(stream.average_rate or 25)
+                if t + 1e-6 < next_t:
+                    continue
+                yield Frame(index, t, frame.to_ndarray(format="rgb24"), f"{path}#{k}")
+                index += 1
+                next_t = t + interval if interval > 0 else t
+
+    return read()
 
 
 def synth_frames(n: int, interval: float, seed: int = 0, size: tuple[int, int] = (640, 480),
@@ -107,6 +150,7 @@ class StreamSummary:
     """Counts and timings of one run."""
 
     frames: int = 0
+    errors: int = 0  # frames the source could not read: logged and skipped
     alerts: int = 0
     review: int = 0
     jam_risk_frames: int = 0
@@ -115,10 +159,14 @@ class StreamSummary:
     gt_frames: int = 0
     gt_jam_frames: int = 0
     alert_true: int = 0  # alerts on frames that really hold a jam-risk item (synthetic ground truth)
+    stopped_by: str | None = None  # the signal that ended the run early
+    failed: str | None = None  # the error that ended the run early
+    complete: bool = False
 
     def as_dict(self) -> dict:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-        out = {"frames": self.frames, "alerts": self.alerts, "review": self.review,
+        out = {"frames": self.frames, "errors": self.errors, "complete": self.complete,
+               "stopped_by": self.stopped_by, "failed": self.failed, "alerts": self.alerts, "review": self.review,
                "jam_risk_frames": self.jam_risk_frames, "labels": dict(self.labels.most_common()),
                "latency_ms_mean": float(lat.mean()), "latency_ms_p95": float(np.percentile(lat, 95)),
                "frames_per_s": float(1000.0 / lat.mean()) if lat.mean() > 0 else None}
@@ -129,70 +177,166 @@ class StreamSummary:
         return out
 
 
+class StopFlag:
+    """Set by a signal handler; the runner checks it between frames and stops after the current one."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopFlag]:
+    """While inside, the first SIGINT/SIGTERM sets the yielded flag (the run stops after its current frame);
+    a second one interrupts at once (KeyboardInterrupt). Previous handlers are restored on exit."""
+    flag = StopFlag()
+    previous = {}
+
+    def handler(signum: int, _frame: object) -> None:
+        if flag:
+            raise KeyboardInterrupt
+        flag.signal = signal.Signals(signum).name
+
+    for sig in signals:
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Log:
+    """The append-only logs of one run, each line written whole and flushed at once."""
+
+    def __init__(self, out_dir: Path, review_dir: Path | None) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.files: list[IO[str]] = []
+        self.jsonl = self._open(out_dir / "frames.jsonl")
+        self.csv_fh = self._open(out_dir / "frames.csv")
+        self.csv = csv.DictWriter(self.csv_fh, fieldnames=CSV_FIELDS, lineterminator="\n")
+        self.csv.writeheader()
+        self.csv_fh.flush()
+        self.alerts = self._open(out_dir / "alerts.log")
+        self.review_dir = review_dir
+        self.queue = None
+        if review_dir is not None:
+            (review_dir / "images").mkdir(parents=True, exist_ok=True)
+            self.queue = self._open(review_dir / "samples.jsonl")
+
+    def _open(self, path: Path) -> IO[str]:
+        fh = path.open("w", encoding="utf-8", newline="")
+        self.files.append(fh)
+        return fh
+
+    @staticmethod
+    def _line(fh: IO[str], text: str) -> None:
+        fh.write(text + "\n")
+        fh.flush()
+
+    def frame(self, row: dict) -> None:
+        self._line(self.jsonl, json.dumps(finite_json(row), allow_nan=False))
+        cells = {k: row.get(k) for k in CSV_FIELDS}
+        if "top" in row:
+            cells["top"] = json.dumps(row["top"])
+        self.csv.writerow(cells)
+        self.csv_fh.flush()
+
+    def alert(self, line: str) -> None:
+        self._line(self.alerts, line)
+
+    def enqueue(self, fr: Frame, pred: FramePrediction) -> None:
+        """Save the frame for labelling (image first, so a listed image is always there), then list it."""
+        name = f"frame-{fr.index:06d}.png"
+        with atomic_write(self.review_dir / "images" / name, "wb", fsync=False) as fh:
+            Image.fromarray(fr.image).save(fh, format="PNG")
+        h, w = fr.image.shape[:2]
+        sample = Sample(id=f"review-{fr.index:06d}", image=f"images/{name}", width=w, height=h, source=fr.source,
+                        meta={"predicted": pred.label, "confidence": pred.confidence, "top": pred.top,
+                              "time_s": fr.time_s})
+        self._line(self.queue, sample.to_json())
+
+    def close(self) -> None:
+        for fh in self.files:
+            fh.close()
+
+
 def run_stream(frames: Iterator[Frame], model: FrameModel, out_dir: str | Path, config: StreamConfig | None = None,
-               review_dir: str | Path | None = None, on_alert=None) -> dict:  # noqa: ANN001 - callable(str)
-    """Process frames in belt order; writes frames.csv, frames.jsonl, alerts.log, summary.json (+ review queue)."""
+               review_dir: str | Path | None = None, on_alert: Callable[[str], None] | None = None,
+               on_error: Callable[[str], None] | None = None, stop: StopFlag | None = None) -> dict:
+    """Process frames in belt order; writes frames.jsonl, frames.csv, alerts.log (one flushed line per frame),
+    the review queue, and summary.json (also when the run ends early: `complete` false, and `stopped_by`
+    the signal or `failed` the error). Returns the summary.
+
+    The log files start empty: give a new folder (see `jamspotter.outputs.prepare_dir`).
+    """
     cfg = config or StreamConfig()
     out_dir = Path(out_dir)
     review_dir = Path(review_dir) if review_dir is not None else None
-    summary, queue, alert_lines = StreamSummary(), [], []
+    summary = StreamSummary()
     last_jam_t = float("-inf")
-    with atomic_write(out_dir / "frames.csv") as fcsv, atomic_write(out_dir / "frames.jsonl") as fjl:
-        writer = csv.DictWriter(fcsv, fieldnames=CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
+    log = _Log(out_dir, review_dir)
+    try:
         for fr in frames:
-            t0 = time.perf_counter()
-            pred = model.predict([fr.image])[0]
-            latency = (time.perf_counter() - t0) * 1000.0
-            jam = bool(pred.jam_risk and pred.confidence >= cfg.threshold)
-            alert = jam and fr.time_s - last_jam_t >= cfg.cooldown_s
-            if jam:
-                last_jam_t = fr.time_s
-            review = pred.confidence < cfg.review_below
-            row = {"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "label": pred.label,
-                   "confidence": round(pred.confidence, 6), "top": [[c, round(p, 6)] for c, p in pred.top],
-                   "jam_risk": jam, "alert": alert, "review": review, "latency_ms": round(latency, 3),
-                   "gt_jam": fr.gt_jam}
-            if pred.detections:
-                row["detections"] = [d.model_dump(exclude_defaults=True) for d in pred.detections]
-            fjl.write(json.dumps(row) + "\n")
-            writer.writerow({**{k: row[k] for k in CSV_FIELDS}, "top": json.dumps(row["top"])})
-            fjl.flush()
-            fcsv.flush()
-
-            summary.frames += 1
-            summary.labels[pred.label] += 1
-            summary.latencies_ms.append(latency)
-            summary.jam_risk_frames += jam
-            if fr.gt_jam is not None:
-                summary.gt_frames += 1
-                summary.gt_jam_frames += fr.gt_jam
-            if alert:
-                summary.alerts += 1
-                summary.alert_true += bool(fr.gt_jam)
-                line = (f"ALERT frame {fr.index} t={fr.time_s:.2f}s jam risk: {pred.label} "
-                        f"{pred.confidence:.2f} ({fr.source})")
-                alert_lines.append(line)
-                if on_alert is not None:
-                    on_alert(line)
-            if review and review_dir is not None:
-                queue.append(_enqueue(review_dir, fr, pred))
-            summary.review += review
-    with atomic_write(out_dir / "alerts.log") as fh:
-        fh.writelines(line + "\n" for line in alert_lines)
-    if review_dir is not None:
-        write_samples(review_dir / "samples.jsonl", queue)
-    report = summary.as_dict()
-    write_json(out_dir / "summary.json", report)
+            if fr.error is not None:
+                log.frame({"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "error": fr.error})
+                summary.errors += 1
+                if on_error is not None:
+                    on_error(f"frame {fr.index} skipped: {fr.error}")
+            else:
+                last_jam_t = _process(fr, model, cfg, log, summary, last_jam_t, on_alert)
+            if stop:
+                summary.stopped_by = stop.signal
+                break
+        else:
+            summary.complete = True
+    except KeyboardInterrupt:
+        summary.stopped_by = (stop.signal if stop else None) or "SIGINT"
+        raise
+    except Exception as e:
+        summary.failed = " ".join(str(e).split()) or type(e).__name__
+        raise
+    finally:
+        log.close()
+        report = summary.as_dict()
+        write_json(out_dir / "summary.json", report)
     return report
 
 
-def _enqueue(review_dir: Path, fr: Frame, pred) -> Sample:  # noqa: ANN001 - FramePrediction
-    """Save the frame for labelling; the Sample carries the model's guess in `meta`."""
-    name = f"frame-{fr.index:06d}.png"
-    with atomic_write(review_dir / "images" / name, "wb") as fh:
-        Image.fromarray(fr.image).save(fh, format="PNG")
-    h, w = fr.image.shape[:2]
-    return Sample(id=f"review-{fr.index:06d}", image=f"images/{name}", width=w, height=h, source=fr.source,
-                  meta={"predicted": pred.label, "confidence": pred.confidence, "top": pred.top,
-                        "time_s": fr.time_s})
+def _process(fr: Frame, model: FrameModel, cfg: StreamConfig, log: _Log, summary: StreamSummary,
+             last_jam_t: float, on_alert: Callable[[str], None] | None) -> float:
+    """Score one frame, log it, raise its alert, queue it for review; returns the time of the last jam frame."""
+    t0 = time.perf_counter()
+    pred = model.predict([fr.image])[0]
+    latency = (time.perf_counter() - t0) * 1000.0
+    jam = bool(pred.jam_risk and pred.confidence >= cfg.threshold)
+    alert = jam and fr.time_s - last_jam_t >= cfg.cooldown_s
+    review = pred.confidence < cfg.review_below
+    row = {"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "label": pred.label,
+           "confidence": round(pred.confidence, 6), "top": [[c, round(p, 6)] for c, p in pred.top],
+           "jam_risk": jam, "alert": alert, "review": review, "latency_ms": round(latency, 3), "gt_jam": fr.gt_jam}
+    if pred.detections:
+        row["detections"] = [d.model_dump(exclude_defaults=True) for d in pred.detections]
+    if review and log.queue is not None:
+        log.enqueue(fr, pred)  # before the frame's log line: a logged review frame is always in the queue
+    log.frame(row)
+
+    summary.frames += 1
+    summary.labels[pred.label] += 1
+    summary.latencies_ms.append(latency)
+    summary.jam_risk_frames += jam
+    summary.review += review
+    if fr.gt_jam is not None:
+        summary.gt_frames += 1
+        summary.gt_jam_frames += fr.gt_jam
+    if alert:
+        summary.alerts += 1
+        summary.alert_true += bool(fr.gt_jam)
+        line = (f"ALERT frame {fr.index} t={fr.time_s:.2f}s jam risk: {pred.label} "
+                f"{pred.confidence:.2f} ({fr.source})")
+        log.alert(line)
+        if on_alert is not None:
+            on_alert(line)
+    return fr.time_s if jam else last_jam_t

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from jamspotter.data.io import validation_message
 from jamspotter.errors import DataError
-from jamspotter.line.config import DetectorSpec, LineConfig
+from jamspotter.line.config import DetectorSpec, ItemClass, LineConfig
 
 STREAMS = ("arrivals", "wraps", "clearing", "detector", "false_flags")
 
@@ -203,8 +203,28 @@ class LineTwin:
         return r
 
 
+MAX_HOURS = 24 * 365 * 100  # a century of scheduled time
+MAX_ITEMS_PER_RUN = 2_000_000  # tanglers + false flags one run may simulate (about a minute of simpy time)
+
+
+def check_run(config: LineConfig, detector: DetectorSpec | None, hours: float, seed: int = 0) -> None:
+    """Raise DataError unless one run can finish: finite hours in (0, MAX_HOURS], seed >= 0, and at most
+    MAX_ITEMS_PER_RUN simulated items expected (rates times hours)."""
+    if not isinstance(hours, int | float) or not math.isfinite(hours) or not 0 < hours <= MAX_HOURS:
+        raise DataError(f"hours must be a finite number in (0, {MAX_HOURS}], got {hours}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"seed must be a whole number >= 0, got {seed}")
+    rate = config.tanglers_per_hour
+    if detector is not None:
+        rate += detector.recall * config.tanglers_per_hour * (1 - detector.precision) / detector.precision
+    if rate * hours > MAX_ITEMS_PER_RUN:
+        raise DataError(f"one run would simulate about {rate * hours:,.0f} items (limit {MAX_ITEMS_PER_RUN:,}): "
+                        "fewer hours or lower tangler rates")
+
+
 def simulate(config: LineConfig, detector: DetectorSpec | None, hours: float, seed: int = 0) -> SimResult:
-    """One run of the twin; deterministic for a given (config, detector, hours, seed)."""
+    """One run of the twin; deterministic for a given (config, detector, hours, seed). Checked by `check_run`."""
+    check_run(config, detector, hours, seed)
     return LineTwin(config, detector, seed).run(hours)
 
 
@@ -227,25 +247,49 @@ def compare(config: LineConfig, detector: DetectorSpec, hours: float, seed: int 
 DETECTOR_FIELDS = ("recall", "precision", "latency_s")
 
 
+def is_count(name: str) -> bool:
+    """True for the LineConfig fields that count things (screens, wraps_to_jam, crew): whole numbers only."""
+    field = LineConfig.model_fields.get(name)
+    return field is not None and field.annotation is int
+
+
 def with_param(config: LineConfig, detector: DetectorSpec, name: str, value: float
                ) -> tuple[LineConfig, DetectorSpec]:
     """Config and detector with one parameter changed: a LineConfig field, a detector field, or
-    `tangler_scale` (multiplies every item's per_ton)."""
+    `tangler_scale` (multiplies every item's per_ton). Every result is validated like a config file:
+    ranges, whole numbers for counts (2.7 screens is an error, never rounded), finite values."""
     if name not in (*DETECTOR_FIELDS, "tangler_scale", *LineConfig.model_fields) or name in ("items", "detector"):
         raise DataError(f"cannot sweep {name!r}: use a numeric line field, {', '.join(DETECTOR_FIELDS)} "
                         "or tangler_scale")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataError(f"sweep {name}={value}: not a finite number")
     try:
         if name in DETECTOR_FIELDS:
             return config, DetectorSpec.model_validate({**detector.model_dump(), name: value})
         if name == "tangler_scale":
             if value < 0:
-                raise DataError(f"tangler_scale must be >= 0, got {value}")
-            items = [i.model_copy(update={"per_ton": i.per_ton * value}) for i in config.items]
+                raise DataError(f"sweep tangler_scale={value}: must be >= 0")
+            items = [ItemClass.model_validate({**i.model_dump(), "per_ton": i.per_ton * value}) for i in config.items]
             return config.model_copy(update={"items": items}), detector
-        value = int(value) if isinstance(getattr(config, name), int) else float(value)
+        if is_count(name):
+            if value != int(value):
+                raise DataError(f"sweep {name}={value:g}: {name} is a count, give whole numbers")
+            value = int(value)
         return LineConfig.model_validate({**config.model_dump(), name: value}), detector
     except ValidationError as e:
-        raise DataError(f"sweep {name}={value}: {validation_message(e)}") from None
+        raise DataError(f"sweep {name}={value:g}: {validation_message(e)}") from None
+
+
+def sweep_settings(config: LineConfig, detector: DetectorSpec, name: str, values: Iterable[float], hours: float,
+                   seed: int = 0) -> list[tuple[float, LineConfig, DetectorSpec]]:
+    """`(value, config, detector)` for every value, all validated (`with_param`, `check_run`) before any run."""
+    out = []
+    for value in values:
+        cfg, det = with_param(config, detector, name, value)
+        check_run(cfg, None, hours, seed)
+        check_run(cfg, det, hours, seed)
+        out.append((int(value) if is_count(name) else float(value), cfg, det))
+    return out
 
 
 def sweep(config: LineConfig, detector: DetectorSpec, name: str, values: Iterable[float], hours: float,
@@ -253,11 +297,10 @@ def sweep(config: LineConfig, detector: DetectorSpec, name: str, values: Iterabl
     """Per value of one parameter: jams, downtime and cost per day without and with the detector, and savings."""
     seeds = list(range(seed, seed + replications))
     rows = []
-    for value in values:
-        cfg, det = with_param(config, detector, name, value)
+    for value, cfg, det in sweep_settings(config, detector, name, values, hours, seed):
         base = mean_summary((simulate(cfg, None, hours, s) for s in seeds), cfg.shift_hours_per_day)
         m = mean_summary((simulate(cfg, det, hours, s) for s in seeds), cfg.shift_hours_per_day)
-        rows.append({name: float(value), "recall": det.recall, "precision": det.precision,
+        rows.append({name: value, "recall": det.recall, "precision": det.precision,
                      "baseline_jams_per_day": base["jams_per_day"], "jams_per_day": m["jams_per_day"],
                      "baseline_downtime_h_per_day": base["downtime_h_per_day"],
                      "downtime_h_per_day": m["downtime_h_per_day"], "baseline_cost_per_day": base["cost_per_day"],
