@@ -9,7 +9,6 @@ from PIL import Image
 
 from jamspotter.data import Sample
 from jamspotter.data.exporters import export_chat, export_coco, export_yolo
-from jamspotter.data.hf import samples_from_dataset, samples_to_dataset
 from jamspotter.data.splits import assign_splits, parse_ratios, stratum
 from jamspotter.data.stats import dataset_stats, print_stats
 from jamspotter.data.validate import check_box, validate_samples
@@ -163,20 +162,3 @@ def test_validate_samples(tmp_path):
     assert "s4" in problems[3] and "not found" in problems[3]
     assert validate_samples([good], tmp_path) == []
     assert check_box([-1, 0, 10, 10], 64, 48) == ([0, 0, 10, 10], None)
-
-
-# ---- Hugging Face datasets ---------------------------------------------------------------------
-def test_hf_dataset_round_trip():
-    samples = [
-        sample(0, [("rope", [1, 2, 3, 4])], split="train", meta={"k": [1, 2]}),
-        Sample(id="q", image="a.png", qa=[{"question": "q?", "answer": "a", "think": "t <crop>",
-                                          "crops": [{"bbox": [1, 1, 2, 2], "label": "rope"}]}]),
-        Sample(id="clip", video="c.mp4", fps=10, target={"kind": "trajectory", "values": [[0.5, 0.1]]},
-               frame_objects=[[{"label": "hose", "bbox": [0, 0, 1, 1], "attributes": {"track": 3}}], []]),
-        Sample(id="det", image="b.png", objects=[{"label": "wire", "bbox": [0, 0, 5, 5], "score": 0.7,
-                                                 "polygon": [[0, 0, 5, 0, 5, 5]], "iscrowd": True}],
-               flags=["missing_image"]),
-    ]
-    ds = samples_to_dataset(samples)
-    assert len(ds) == 4 and ds[0]["objects"][0]["bbox"] == [1, 2, 3, 4]
-    assert samples_from_dataset(ds) == samples

@@ -101,6 +101,3 @@ class Sample(_Record):
     def to_json(self) -> str:
         """One compact JSON line, without defaulted empty fields."""
         return self.model_dump_json(exclude_defaults=True)
-
-
-Detection = BoxObject  # a model's output object: same shape, `score` set when the model gives one
