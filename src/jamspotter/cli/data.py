@@ -60,6 +60,11 @@ def import_cmd(
         False, "--allow-missing-images", help="Keep records whose image is absent; flag them missing_image."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad entries; report them."),
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: true|false} jam-risk map."),
+    family: str | None = typer.Option(
+        None, "--family", help="Chat files: the model family whose box text they hold (boxes become original pixels)."),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", help="With --family: the pixel budget the boxes "
+                                          "were written for (Qwen2.5-VL; default: the family's)."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="With --family: see --min-pixels."),
 ) -> None:
     """Import a labelled dataset into OUT/samples.jsonl (canonical Sample records)."""
     from jamspotter.data.classes import CLASSES_FILE, write_classes
@@ -67,8 +72,22 @@ def import_cmd(
     from jamspotter.data.io import write_samples
     from jamspotter.data.taxonomy import Taxonomy
 
+    if (family or min_pixels or max_pixels) and from_ not in (ImportKind.conversations, ImportKind.messages):
+        raise JamspotterError("--family/--min-pixels/--max-pixels apply to --from conversations|messages only")
+    if (min_pixels or max_pixels) and not family:
+        raise JamspotterError("--min-pixels/--max-pixels need --family (the family whose box text the file holds)")
+    if family:
+        from jamspotter.formats import canonical_family
+
+        family = canonical_family(family)
     result = import_dataset(from_.value, src, images=images, allow_missing_images=allow_missing_images,
                             skip_invalid=skip_invalid, taxonomy=Taxonomy.load(taxonomy))
+    if family:
+        from jamspotter.data.importers.chat import apply_box_family
+
+        result.samples, skipped = apply_box_family(result.samples, family, min_pixels=min_pixels,
+                                                   max_pixels=max_pixels, skip_invalid=skip_invalid)
+        result.skipped += skipped
     if not result.samples:
         raise DataError(f"{src}: nothing to import" + (f" (skipped {len(result.skipped)})" if result.skipped else ""))
     n = write_samples(out / "samples.jsonl", relative_paths(result.samples, out))
@@ -80,6 +99,10 @@ def import_cmd(
     missing = sum("missing_image" in s.flags for s in result.samples)
     console.print(f"imported {n} samples, {objects} objects -> {out / 'samples.jsonl'}"
                   + (f" ({missing} with missing images, flagged)" if missing else ""))
+    unknown = sum(s.meta.get("box_family") == "unknown" for s in result.samples)
+    if unknown:
+        console.print(f"{unknown} samples hold box text of a model family not given: chat exports refuse them; "
+                      "import again with --family FAMILY (the family that wrote the file) to convert it")
     _report_skipped(result.skipped)
 
 

@@ -199,14 +199,32 @@ def chat_record(sample: Sample, fmt: TurnRenderer, layout: str, root: str | Path
     return {"messages": messages, f"{kind}s": [media]}
 
 
+def check_box_family(samples: Sequence[Sample], family: str) -> None:
+    """Raise `DataError` when a sample's turns hold box text of another (or an unknown) model family.
+
+    Chat importers mark such samples `meta["box_family"]`; rendering them for `family` would copy the
+    numbers unchanged into a family that reads them in other coordinates.
+    """
+    bad = [s for s in samples if s.meta.get("box_family") not in (None, family)]
+    if bad:
+        written_by = bad[0].meta["box_family"]
+        what = "an unknown model family" if written_by == "unknown" else written_by
+        more = f" ({len(bad) - 1} more samples like it)" if len(bad) > 1 else ""
+        raise DataError(f"sample {bad[0].id}: its turns hold box coordinates written for {what}, which a {family} "
+                        f"export would copy unchanged{more}; re-import the chat file with --family FAMILY "
+                        "(the family whose box text it holds)")
+
+
 def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, layout: str = "messages",
                 root: str | Path | None = None, relative_paths: bool = False) -> ExportReport:
     """Write chat records: JSONL when `out` ends in `.jsonl`, else one JSON list (a record a line).
 
     Media paths are absolute by default, which LLaMA-Factory, ms-swift and qwen-vl-finetune all open
     as they are; `relative_paths` writes them relative to the output file's folder (set that folder as
-    the tool's media/data root then).
+    the tool's media/data root then). Samples holding another family's box text are refused
+    (`check_box_family`) before anything is written.
     """
+    check_box_family(samples, getattr(fmt, "family", ""))
     out = Path(out)
     records, reasons = [], []
     for s in samples:

@@ -9,6 +9,10 @@ What is read, in this order (each stage masks what it used so nothing is read tw
 Never read: the `<think>` part of a think/answer text, `<tool_call>` crop requests, and an object the
 text ends inside (a truncated last item is dropped and reported, not re-read by a later stage).
 Coordinate systems are the caller's business (see `jamspotter.formats.base.Format`).
+
+`family_box_texts` / `to_box_refs` find the box text a family writes inside chat text (training
+files made for one family) and rewrite it into the family-neutral `<bbox>[x1, y1, x2, y2]</bbox>`
+reference in original pixels.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jamspotter.formats.base import Format
 
 MAX_TEXT = 200_000  # characters read; longer outputs are cut (and reported)
 BOX_KEYS = ("bbox_2d", "bbox", "box_2d", "box", "bbox2d", "bndbox", "coordinates", "xyxy")
@@ -384,3 +391,74 @@ def extract_boxes(text: Any) -> tuple[list[RawBox], list[str]]:
     if not out and not problems and not _SAYS_EMPTY_RE.search(text):
         problems.append("no boxes found in the text")
     return out, problems
+
+
+# ---- family box text inside chat text -> neutral references ------------------------------------------
+_BOX4 = rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]"
+_FAMILY_TEXT_RES = (
+    ("token", re.compile(r"(?:<\|object_ref_start\|>(?P<label>[^<]*)<\|object_ref_end\|>\s*)?<\|box_start\|>\s*"
+                         rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*,?\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*<\|box_end\|>")),
+    ("json", re.compile(r"[\"']bbox_2d[\"']\s*:\s*(?P<box>" + _BOX4 + ")")),
+    ("call", re.compile(r"<tool_call>\s*(?P<box>" + _BOX4 + r")\s*</tool_call>")),
+)
+_FAMILY_MARK_RE = re.compile(r"<\|box_start\|>|<\|box_end\|>|[\"'](?:bbox_2d|point_2d)[\"']\s*:|<tool_call>\s*\[")
+
+
+@dataclass
+class BoxText:
+    """One box written in a family's own syntax and coordinates; `span` is the text a reference replaces."""
+
+    kind: str  # "token" (Qwen2 special tokens), "json" (a bbox_2d value), "call" (a [x1, y1, x2, y2] tool call)
+    span: tuple[int, int]
+    values: list[float]
+    label: str = ""
+
+
+def family_box_texts(text: str) -> tuple[list[BoxText], list[int]]:
+    """The family box texts in `text`, in order, and the offsets of box text in no form read here.
+
+    Read: Qwen2 token boxes (with their `<|object_ref_start|>` label), `"bbox_2d": [x1, y1, x2, y2]`
+    values and `<tool_call>[x1, y1, x2, y2]</tool_call>`. Anything else that only a family writes
+    (`point_2d`, nested or broken boxes, lone box tokens) is returned as an offset.
+    """
+    found: list[BoxText] = []
+    used: list[tuple[int, int]] = []
+    for kind, rx in _FAMILY_TEXT_RES:
+        for m in rx.finditer(_mask(text, used)):
+            span = m.span() if kind == "token" else m.span("box")
+            nums = [float(v) for v in m.groups()[-4:]]
+            label = (m.group("label") or "").strip() if kind == "token" else ""
+            found.append(BoxText(kind, span, nums, label))
+            used.append(m.span())
+    found.sort(key=lambda b: b.span)
+    return found, [m.start() for m in _FAMILY_MARK_RE.finditer(_mask(text, used))]
+
+
+def has_family_box_text(text: str) -> bool:
+    """Whether `text` holds box text whose numbers depend on the model family that wrote it."""
+    return bool(_FAMILY_MARK_RE.search(text))
+
+
+def to_box_refs(fmt: Format, text: str, image_size: tuple[int, int]) -> tuple[str, list[str]]:
+    """`text` with every box `fmt`'s family writes replaced by `<bbox>[x1, y1, x2, y2]</bbox>` in ORIGINAL pixels.
+
+    A Qwen2 token box becomes `label <bbox>[...]</bbox>`; a `bbox_2d` value or a list tool call keeps its
+    surrounding text. Problems (box text in no readable form, boxes outside the family's grid for this
+    image size, swapped corners) are returned; the text is only safe to use when there are none.
+    """
+    from jamspotter.formats.tasks import box_ref  # tasks imports this module
+
+    found, unread = family_box_texts(text)
+    problems = [f"box text {text[i:i + 40]!r} cannot be converted (only boxes [x1, y1, x2, y2] can)" for i in unread]
+    raws = [RawBox(b.label or "box", b.values, start=b.span[0]) for b in found]
+    objects, more = fmt.boxes_from_raw(raws, image_size)
+    problems += [f"{p} (is {fmt.family} with this pixel budget the family that wrote it?)"
+                 if "outside" in p else p for p in more]
+    if len(objects) != len(found):
+        return text, problems
+    pieces, last = [], 0
+    for b, obj in zip(found, objects, strict=True):
+        ref = box_ref(obj.bbox)
+        pieces += [text[last:b.span[0]], f"{b.label} {ref}" if b.label else ref]
+        last = b.span[1]
+    return "".join(pieces) + text[last:], problems

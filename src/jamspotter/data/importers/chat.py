@@ -1,4 +1,4 @@
-"""Chat training files -> `Sample.qa` (text kept as written; box text needs a model family to read).
+"""Chat training files -> `Sample.qa`.
 
 - `conversations` (LLaVA / qwen-vl-finetune / ShareGPT): `{"id", "image": str | [str], "video"?,
   "conversations": [{"from": "human"|"user"|"system", "value": "<image>\\n..."}, {"from": "gpt", ...}]}`
@@ -7,14 +7,18 @@
 
 `<image>`/`<video>` placeholders are removed from the question; a system prompt goes to
 `meta["system"]`, further images to `meta["images"]`; `source` names the file, entry and layout.
+Turn text is kept as written, except box text a model family writes (Qwen2 box tokens, `bbox_2d`
+values, `<tool_call>[...]` crops): its numbers mean nothing without the family, so the importer marks
+such samples `meta["box_family"] = "unknown"` (chat exports refuse them), and `apply_box_family`
+rewrites them into `<bbox>[x1, y1, x2, y2]</bbox>` references in original pixels once the family is known.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jamspotter.data.importers._common import (
     EntryError,
@@ -25,6 +29,14 @@ from jamspotter.data.importers._common import (
     unique_id,
 )
 from jamspotter.data.records import QATurn, Sample
+from jamspotter.errors import DataError
+from jamspotter.formats.parse import has_family_box_text, to_box_refs
+
+if TYPE_CHECKING:
+    from jamspotter.formats.base import Format
+
+BOX_FAMILY = "box_family"  # meta key: the family whose box text the sample's turns still hold
+UNKNOWN_FAMILY = "unknown"
 
 _PLACEHOLDER = re.compile(r"<(image|video)>\n?")
 _USER = {"human", "user"}
@@ -77,6 +89,8 @@ def _sample(rec: dict, i: int, layout: str, path: Path, turns: list[tuple[str, s
     meta: dict[str, Any] = {"chat_format": layout}
     if system:
         meta["system"] = system
+    if any(has_family_box_text(t.question) or has_family_box_text(t.answer) for t in qa):
+        meta[BOX_FAMILY] = UNKNOWN_FAMILY
     if images:
         image, w, h, flags = ctx.image(images[0], path.parent)
         if len(images) > 1:
@@ -119,3 +133,48 @@ def import_conversations(src: str | Path, ctx: ImportContext) -> list[Sample]:
 def import_messages(src: str | Path, ctx: ImportContext) -> list[Sample]:
     """Read a `messages` + `images` JSON / JSONL (HF, ms-swift, LLaMA-Factory)."""
     return _import_chat(src, ctx, "messages", _message_turns, ("images", "image"), ("videos", "video"))
+
+
+def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int | None = None,
+                     max_pixels: int | None = None, skip_invalid: bool = False) -> tuple[list[Sample], list[str]]:
+    """Rewrite the box text of samples marked `box_family: unknown` as written by `family`, into references.
+
+    Each box becomes `<bbox>[x1, y1, x2, y2]</bbox>` in ORIGINAL pixels, converted with the family's
+    coordinates (Qwen2.5-VL: pixels of the image resized with the family's default pixel budget, or
+    `min_pixels`/`max_pixels`), and the mark is removed. Other samples pass unchanged. A sample that
+    cannot be converted (no image size, box text in another form, boxes off the family's grid) raises
+    one-line `DataError`, or with `skip_invalid` is left out and its reason returned.
+    """
+    from jamspotter.formats import get_format
+
+    fmt = get_format(family, min_pixels=min_pixels, max_pixels=max_pixels)
+    out: list[Sample] = []
+    skipped: list[str] = []
+    for s in samples:
+        if s.meta.get(BOX_FAMILY) != UNKNOWN_FAMILY:
+            out.append(s)
+            continue
+        try:
+            out.append(_converted(s, fmt))
+        except DataError as e:
+            if not skip_invalid:
+                raise
+            skipped.append(str(e))
+    return out, skipped
+
+
+def _converted(s: Sample, fmt: Format) -> Sample:
+    where = f"sample {s.id}" + (f" ({s.source})" if s.source else "")
+    if not s.width or not s.height:
+        raise DataError(f"{where}: image size unknown (missing image?), cannot convert its {fmt.family} box text")
+    qa = []
+    for k, turn in enumerate(s.qa, 1):
+        texts = []
+        for text in (turn.question, turn.answer):
+            new, problems = to_box_refs(fmt, text, (s.width, s.height))
+            if problems:
+                raise DataError(f"{where}, turn {k}: {problems[0]}")
+            texts.append(new)
+        qa.append(turn.model_copy(update={"question": texts[0], "answer": texts[1]}))
+    meta = {k: v for k, v in s.meta.items() if k != BOX_FAMILY}
+    return s.model_copy(update={"qa": qa, "meta": meta})
