@@ -58,7 +58,8 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, case):
     kind, build, expected = CASES[case]
-    src = build(tmp_path)
+    (tmp_path / "in").mkdir()
+    src = build(tmp_path / "in")
     out = tmp_path / "out"
     r = runner.invoke(app, ["data", "import", "--from", kind, str(src), "--out", str(out)])
     assert r.exit_code == 2, r.output
@@ -107,8 +108,12 @@ def test_import_split_stats_validate_export(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps(recs))
     r = runner.invoke(app, ["data", "import", "--from", "detjson", str(tmp_path / "d.json"), "--out", str(ds),
                             "--images", str(ds)])
+    assert r.exit_code == 2 and "own input" in r.output  # never written into its own input
+    images, ds = ds, tmp_path / "dataset"
+    r = runner.invoke(app, ["data", "import", "--from", "detjson", str(tmp_path / "d.json"), "--out", str(ds),
+                            "--images", str(images)])
     assert r.exit_code == 0, r.output
-    assert read_samples(ds)[0].image == "imgs/0.png"  # below --out: stored relative
+    assert read_samples(ds)[0].image == str(images / "imgs" / "0.png")  # outside --out: stored absolute
 
     r = runner.invoke(app, ["data", "split", str(ds), "--ratios", "0.6,0.2,0.2", "--seed", "1"])
     assert r.exit_code == 0 and "train 6, val 2, test 2" in r.output, r.output
@@ -122,7 +127,7 @@ def test_import_split_stats_validate_export(tmp_path):
 
     r = runner.invoke(app, ["data", "validate", str(ds)])
     assert r.exit_code == 0 and "no problems" in r.output, r.output
-    (ds / "imgs" / "3.png").unlink()
+    (images / "imgs" / "3.png").unlink()
     r = runner.invoke(app, ["data", "validate", str(ds)])
     assert r.exit_code == 2 and "3.png not found" in r.output and "error: " in r.output
 
@@ -144,8 +149,8 @@ def test_chat_export_with_real_formats(tmp_path, to, family, key):
     make_image(tmp_path / "ds" / "a.png", (640, 480))
     (tmp_path / "d.json").write_text(json.dumps([{"image_path": "a.png", "object": {"rope": [[10, 20, 300, 200]]}}]))
     assert runner.invoke(app, ["data", "import", "--from", "detjson", str(tmp_path / "d.json"), "--out",
-                               str(tmp_path / "ds"), "--images", str(tmp_path / "ds")]).exit_code == 0
-    args = ["data", "export", "--to", to, str(tmp_path / "ds"), "--out", str(tmp_path / "ds" / "train.json")]
+                               str(tmp_path / "dj"), "--images", str(tmp_path / "ds")]).exit_code == 0
+    args = ["data", "export", "--to", to, str(tmp_path / "dj"), "--out", str(tmp_path / "ds" / "train.json")]
     r = runner.invoke(app, args + (["--family", family] if family else []))
     assert r.exit_code == 0, r.output
     (rec,) = json.loads((tmp_path / "ds" / "train.json").read_text())
@@ -168,11 +173,11 @@ def test_qwen25_chat_export_uses_the_trainers_pixel_budget(tmp_path):
     make_image(tmp_path / "ds" / "a.png", (1280, 960))
     (tmp_path / "d.json").write_text(json.dumps([{"image_path": "a.png", "object": {"rope": [[640, 480, 1280, 960]]}}]))
     assert runner.invoke(app, ["data", "import", "--from", "detjson", str(tmp_path / "d.json"), "--out",
-                               str(tmp_path / "ds"), "--images", str(tmp_path / "ds")]).exit_code == 0
+                               str(tmp_path / "dj"), "--images", str(tmp_path / "ds")]).exit_code == 0
     boxes = {}
     for name, extra in (("full", []), ("small", ["--max-pixels", str(640 * 480)])):
         out = tmp_path / f"{name}.json"
-        r = runner.invoke(app, ["data", "export", "--to", "qwen2.5-vl", str(tmp_path / "ds"), "--out", str(out),
+        r = runner.invoke(app, ["data", "export", "--to", "qwen2.5-vl", str(tmp_path / "dj"), "--out", str(out),
                                 *extra])
         assert r.exit_code == 0, r.output
         answer = json.loads(out.read_text())[0]["messages"][1]["content"]

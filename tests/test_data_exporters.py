@@ -12,7 +12,7 @@ from jamspotter.data.exporters import export_chat, export_coco, export_yolo
 from jamspotter.data.splits import assign_splits, parse_ratios, stratum
 from jamspotter.data.stats import dataset_stats, print_stats
 from jamspotter.data.validate import check_box, validate_samples
-from jamspotter.errors import DataError
+from jamspotter.errors import DataError, OutputError
 
 
 def sample(i, objects=(), **kw):
@@ -77,12 +77,15 @@ def test_yolo_export_layout_and_refuses_foreign_folder(tmp_path):
     assert (tmp_path / "yolo" / "labels" / "train" / "s1.txt").read_text() == ""
     assert (tmp_path / "yolo" / "labels" / "val" / "s0.txt").read_text() == "0 0.5 0.5 0.5 0.5\n"
     assert (tmp_path / "yolo" / "images" / "val" / "s0.png").resolve() == (tmp_path / "images" / "s0.png")
-    export_yolo(samples[:1], tmp_path / "yolo", root=tmp_path)  # re-export replaces a previous export
+    with pytest.raises(OutputError, match="pass --overwrite"):
+        export_yolo(samples[:1], tmp_path / "yolo", root=tmp_path)
+    export_yolo(samples[:1], tmp_path / "yolo", root=tmp_path, overwrite=True)  # replaces the earlier export
     assert not (tmp_path / "yolo" / "labels" / "train").exists()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
-    with pytest.raises(DataError, match="not a YOLO export"):
-        export_yolo(samples, tmp_path / "other")
+    with pytest.raises(OutputError, match="jamspotter did not write"):
+        export_yolo(samples, tmp_path / "other", overwrite=True)
+    assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
 
 
 # ---- chat files --------------------------------------------------------------------------------

@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,14 +45,19 @@ def _resolved(p: str | Path) -> Path:
 
 
 def check_not_input(out: str | Path, inputs: Iterable[str | Path | None]) -> None:
-    """Refuse an output that is an input, lies inside an input folder, or holds an input inside it."""
+    """Refuse an output that is an input (a dataset folder counts with its samples.jsonl) or holds one inside it.
+
+    A new folder or file inside an input folder is allowed (it replaces nothing of the input); replacing
+    or deleting `out` must never touch an input.
+    """
     o = _resolved(out)
     for i in inputs:
         if i is None:
             continue
         src = _resolved(i)
-        if o == src or src in o.parents or o in src.parents:
-            raise OutputError(f"{out}: refusing to write into the command's own input {i}; choose another output")
+        own = {src} | ({src / "samples.jsonl"} if src.is_dir() else set())
+        if o in own or any(o in p.parents for p in own):
+            raise OutputError(f"{out}: refusing to write over the command's own input {i}; choose another output")
 
 
 def is_ours(folder: str | Path) -> bool:
@@ -114,8 +122,32 @@ def output_dir(out: str | Path, command: str, *, overwrite: bool = False,
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        rename2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if rename2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace_dir(new: Path, out: Path) -> None:
-    """Move `new` onto `out`; an old `out` is renamed aside first and removed only after the move."""
+    """Move `new` onto `out`; an old `out` survives until the new one is in place, then it is removed.
+
+    On Linux the two folders are swapped in one atomic step, so even a SIGKILL leaves `out` complete
+    (old or new) and at worst the other one under the staging name beside it.
+    """
+    if out.is_dir() and not out.is_symlink() and _exchange(new, out):
+        shutil.rmtree(new, ignore_errors=True)  # `new` now names the old folder
+        return
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
@@ -157,7 +189,33 @@ def check_output_file(out: str | Path, *, overwrite: bool, inputs: Iterable[str 
         raise OutputError(f"{out}: is a folder; give a file path")
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: exists; pass {option} to replace it")
-    parent = out.resolve().parent
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:  # the folders still to be made go here
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{out}: folder {parent} is not writable")
     return out
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    """Inside the block SIGTERM (and SIGHUP) raise KeyboardInterrupt, as Ctrl-C does.
+
+    So `output_dir` and other cleanup run on `kill` as on Ctrl-C: staging folders are removed and the
+    previous output stays as it was. Outside the main thread (where Python cannot set handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -60,17 +60,22 @@ def import_cmd(
         False, "--allow-missing-images", help="Keep records whose image is absent; flag them missing_image."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad entries; report them."),
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="YAML/JSON {label: true|false} jam-risk map."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it is an earlier jamspotter output."),
     family: str | None = typer.Option(
         None, "--family", help="Chat files: the model family whose box text they hold (boxes become original pixels)."),
     min_pixels: int | None = typer.Option(None, "--min-pixels", help="With --family: the pixel budget the boxes "
                                           "were written for (Qwen2.5-VL; default: the family's)."),
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="With --family: see --min-pixels."),
 ) -> None:
-    """Import a labelled dataset into OUT/samples.jsonl (canonical Sample records)."""
-    from jamspotter.data.classes import CLASSES_FILE, write_classes
+    """Import a labelled dataset into OUT/samples.jsonl (canonical Sample records).
+
+    OUT must be new, empty, or (with --overwrite) an earlier jamspotter output; it is written whole or not at all.
+    """
+    from jamspotter.data.classes import write_classes
     from jamspotter.data.importers import import_dataset, relative_paths
     from jamspotter.data.io import write_samples
     from jamspotter.data.taxonomy import Taxonomy
+    from jamspotter.outputs import check_output_dir, interrupts_as_exceptions, output_dir
 
     if (family or min_pixels or max_pixels) and from_ not in (ImportKind.conversations, ImportKind.messages):
         raise JamspotterError("--family/--min-pixels/--max-pixels apply to --from conversations|messages only")
@@ -80,6 +85,7 @@ def import_cmd(
         from jamspotter.formats import canonical_family
 
         family = canonical_family(family)
+    check_output_dir(out, overwrite=overwrite, inputs=[src, images, taxonomy])  # before the (slow) import
     result = import_dataset(from_.value, src, images=images, allow_missing_images=allow_missing_images,
                             skip_invalid=skip_invalid, taxonomy=Taxonomy.load(taxonomy))
     if family:
@@ -90,11 +96,12 @@ def import_cmd(
         result.skipped += skipped
     if not result.samples:
         raise DataError(f"{src}: nothing to import" + (f" (skipped {len(result.skipped)})" if result.skipped else ""))
-    n = write_samples(out / "samples.jsonl", relative_paths(result.samples, out))
-    if result.classes is not None:
-        write_classes(out, result.classes)
-    else:  # a class list left by an earlier import into OUT would reorder this dataset's exports
-        (out / CLASSES_FILE).unlink(missing_ok=True)
+    with interrupts_as_exceptions(), output_dir(out, "data import", overwrite=overwrite,
+                                                inputs=[src, images, taxonomy]) as stage:
+        # media stay where they are: absolute paths (OUT is replaced whole, nothing below it survives)
+        n = write_samples(stage / "samples.jsonl", relative_paths(result.samples, stage))
+        if result.classes is not None:
+            write_classes(stage, result.classes)
     objects = sum(len(s.objects) for s in result.samples)
     missing = sum("missing_image" in s.flags for s in result.samples)
     console.print(f"imported {n} samples, {objects} objects -> {out / 'samples.jsonl'}"
@@ -130,23 +137,36 @@ def export_cmd(
         None, "--processor", help="Chat: min/max pixels from this processor folder or config (the trainer's)."),
     min_pixels: int | None = typer.Option(None, "--min-pixels", help="Chat: image token budget the trainer uses."),
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="Chat: image token budget the trainer uses."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT file, or an earlier "
+                                   "jamspotter output folder (yolo)."),
 ) -> None:
     """Export a dataset to COCO, YOLO or a chat training file (LLaVA conversations / messages).
 
     Qwen2.5-VL boxes are pixels of the RESIZED input, so a chat export must use the min/max pixels of the
     processor that will train on it (--processor, or --min-pixels/--max-pixels); the values used are printed.
     """
-    from jamspotter.data.classes import read_classes
+    from jamspotter.data.classes import CLASSES_FILE, read_classes
     from jamspotter.data.exporters import export_chat, export_coco, export_yolo
     from jamspotter.data.io import samples_path
+    from jamspotter.outputs import check_output_dir, check_output_file
 
+    samples_file = samples_path(dataset)
+    root = samples_file.parent
+    inputs = [samples_file, root / CLASSES_FILE, processor]
+    if to is ExportKind.yolo:
+        check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    else:
+        check_output_file(out, overwrite=overwrite, inputs=inputs)
     samples = _load(dataset, split)
-    root = samples_path(dataset).parent
-    if to in (ExportKind.coco, ExportKind.yolo):
+    if to is ExportKind.yolo:
         if family is not None:
             raise JamspotterError("--family applies to chat exports only")
-        exporter = export_coco if to is ExportKind.coco else export_yolo
-        report = exporter(samples, out, root=root, classes=read_classes(root))
+        report = export_yolo(samples, out, root=root, classes=read_classes(root), copy_images=copy_images,
+                             overwrite=overwrite, inputs=inputs)
+    elif to is ExportKind.coco:
+        if family is not None:
+            raise JamspotterError("--family applies to chat exports only")
+        report = export_coco(samples, out, root=root, classes=read_classes(root))
     else:
         if to in (ExportKind.conversations, ExportKind.sharegpt):
             family = family or "qwen2.5-vl"

@@ -21,23 +21,25 @@ def augment(
     seed: int = typer.Option(0, help="Random seed (same seed, same output)."),
     out: Path | None = typer.Option(None, help="Output folder (default: DATA_DIR-augmented)."),
     only_new: bool = typer.Option(False, "--only-new", help="Write only the augmented samples, not the originals."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it is an earlier jamspotter output."),
 ) -> None:
     """Add counting and region-check questions (full / partial with visible % / none) built from the boxes."""
     from jamspotter.data.io import read_samples, samples_path, write_samples
     from jamspotter.formats.augment import KINDS, augment_samples
+    from jamspotter.outputs import check_output_dir, interrupts_as_exceptions, output_dir
 
     src = samples_path(data_dir)
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
     bad = [k for k in kind_list if k not in KINDS]
     if bad or not kind_list:
         raise JamspotterError(f"--kinds: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(KINDS)}")
+    out_dir = out or src.parent.with_name(src.parent.name + "-augmented")
+    check_output_dir(out_dir, overwrite=overwrite, inputs=[src])
     samples = read_samples(src)
     new = augment_samples(samples, kind_list, per_image, seed)
-    out_dir = out or src.parent.with_name(src.parent.name + "-augmented")
-    if (out_dir / "samples.jsonl").resolve() == src.resolve():
-        raise JamspotterError(f"--out {out_dir} would overwrite the input {src}; choose another folder")
     rebased = [_rebase(s, src.parent, out_dir) for s in ([] if only_new else samples) + new]
-    n = write_samples(out_dir / "samples.jsonl", rebased)
+    with interrupts_as_exceptions(), output_dir(out_dir, "data augment", overwrite=overwrite, inputs=[src]) as stage:
+        n = write_samples(stage / "samples.jsonl", rebased)
     by_kind: dict[str, int] = {}
     for s in new:
         by_kind[s.meta["task"]] = by_kind.get(s.meta["task"], 0) + 1

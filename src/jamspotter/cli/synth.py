@@ -1,4 +1,8 @@
-"""`jamspotter data synth`: render a synthetic labelled belt dataset (images, clips, samples.jsonl)."""
+"""`jamspotter data synth`: render a synthetic labelled belt dataset (images, clips, samples.jsonl).
+
+The folder is written whole or not at all (`jamspotter.outputs.output_dir`): Ctrl-C, SIGTERM or an
+error leave an earlier dataset there exactly as it was.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from jamspotter.errors import JamspotterError
 
 def parse_size(text: str) -> tuple[int, int]:
     """`640x480` -> (640, 480); anything else is a one-line user error."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    m = re.fullmatch(r"\s*(\d{1,9})\s*[xX]\s*(\d{1,9})\s*", text)
     if not m:
         raise JamspotterError(f"--size: expected WIDTHxHEIGHT like 640x480, got {text!r}")
     return int(m.group(1)), int(m.group(2))
@@ -22,24 +26,41 @@ def parse_size(text: str) -> tuple[int, int]:
 @data_app.command("synth")
 def synth(
     out: Path = typer.Option(..., "--out", help="Output folder (images/, clips/, samples.jsonl)."),
-    n: int = typer.Option(100, "--n", help="Number of images."),
-    size: str = typer.Option("640x480", "--size", help="Frame size WIDTHxHEIGHT."),
+    n: int = typer.Option(100, "--n", help="Number of images (0..1000000)."),
+    size: str = typer.Option("640x480", "--size", help="Frame size WIDTHxHEIGHT, 32..4096 px a side."),
     clips: int = typer.Option(0, "--clips", help="Number of mp4 clips (belt speed as numeric target)."),
-    seconds: float = typer.Option(2.0, "--seconds", help="Clip length in seconds."),
-    fps: int = typer.Option(10, "--fps", help="Clip frame rate."),
+    seconds: float = typer.Option(2.0, "--seconds", help="Clip length in seconds (at most 600)."),
+    fps: int = typer.Option(10, "--fps", help="Clip frame rate (1..120)."),
     jam_rate: float = typer.Option(0.3, "--jam-rate", help="Chance that an item is jam-causing (0..1)."),
-    seed: int = typer.Option(0, "--seed", help="Seed: same seed, same dataset."),
+    seed: int = typer.Option(0, "--seed", help="Seed (0..2^63-1): same seed, same dataset."),
     workers: int = typer.Option(1, "--workers", help="Render in this many processes."),
-    clutter: float | None = typer.Option(None, "--clutter", help="Items per square metre of belt (default: varied)."),
+    clutter: float | None = typer.Option(
+        None, "--clutter", help="Items per square metre of belt, 0..200 (default: varied, 4..16)."),
     preview: bool = typer.Option(False, "--preview", help="Also write preview.png, a contact sheet with boxes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it is an earlier jamspotter output."),
 ) -> None:
-    """Render synthetic conveyor-belt images and clips with exact boxes."""
-    from jamspotter.synth import generate_dataset, write_preview
+    """Render synthetic conveyor-belt images and clips with exact boxes.
 
-    samples = generate_dataset(out, n, parse_size(size), seed=seed, jam_rate=jam_rate, clips=clips,
-                               seconds=seconds, fps=fps, workers=workers, progress=True,
-                               **({} if clutter is None else {"clutter": clutter}))
+    OUT must be new, empty, or (with --overwrite) an earlier jamspotter output; it is replaced whole on
+    success and left untouched on an error or interrupt. A clip's frames and a scene's items must each
+    fit in about 2 GiB of memory (long clips at large sizes and high clutter are refused up front).
+    """
+    from jamspotter.outputs import check_output_dir, interrupts_as_exceptions, output_dir
+    from jamspotter.synth import generate_dataset, write_preview
+    from jamspotter.synth.dataset import check_args
+
+    if workers < 1:
+        raise JamspotterError(f"--workers must be >= 1, got {workers}")
+    width_height = parse_size(size)
+    check_args(n, width_height, jam_rate, clips, seconds, fps, seed, clutter)
+    check_output_dir(out, overwrite=overwrite)
+    with interrupts_as_exceptions(), output_dir(out, "data synth", overwrite=overwrite) as stage:
+        samples = generate_dataset(stage, n, width_height, seed=seed, jam_rate=jam_rate, clips=clips,
+                                   seconds=seconds, fps=fps, workers=workers, progress=True,
+                                   **({} if clutter is None else {"clutter": clutter}))
+        if preview and n:
+            write_preview(samples, stage, stage / "preview.png")
     n_obj = sum(len(s.objects) for s in samples)
     typer.echo(f"wrote {n} images ({n_obj} objects) and {clips} clips to {out}/samples.jsonl")
     if preview and n:
-        typer.echo(f"preview: {write_preview(samples, out, Path(out) / 'preview.png')}")
+        typer.echo(f"preview: {Path(out) / 'preview.png'}")

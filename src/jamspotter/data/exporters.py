@@ -12,8 +12,7 @@ import json
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +24,8 @@ from jamspotter.data.classes import class_list
 from jamspotter.data.importers._common import unique_id
 from jamspotter.data.io import atomic_write, write_json
 from jamspotter.data.records import Sample
-from jamspotter.errors import DataError
+from jamspotter.errors import DataError, OutputError
+from jamspotter.outputs import output_dir
 
 CHAT_LAYOUTS = ("conversations", "messages")
 
@@ -113,26 +113,30 @@ def _fmt(v: float) -> str:
 
 
 def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path | None = None,
-                classes: list[dict] | None = None, copy_images: bool = False) -> ExportReport:
+                classes: list[dict] | None = None, copy_images: bool = False, overwrite: bool = False,
+                inputs: Iterable[str | Path | None] = ()) -> ExportReport:
     """Write `images/<split>/` (symlinks, or copies), `labels/<split>/*.txt` and `data.yaml`.
 
     Names keep the given class order (ids 0..n-1), new labels appended sorted. Samples without an
-    existing image file (clips, missing images) are skipped and reported. The folder is built
-    beside `out_dir` and moved into place; an existing `out_dir` is replaced only if it is a YOLO export.
+    existing image file (clips, missing images) are skipped and reported. The folder follows the output
+    policy (`jamspotter.outputs.output_dir`): a new or empty folder, or an earlier jamspotter output with
+    `overwrite`; it is built beside `out_dir` and swapped in whole, so a failure leaves the old one as
+    it was. An `out_dir` holding the images it would link to, or any of `inputs`, is refused.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir}: exists and is not a folder")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "data.yaml").is_file():
-        raise DataError(f"{out_dir}: exists and is not a YOLO export; choose a new folder")
     names = [c["name"] for c in class_list(samples, classes, first_id=0)]
     index = {n: i for i, n in enumerate(names)}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        seen: set[str] = set()
-        splits: set[str] = set()
-        skipped: list[str] = []
+    out_abs = Path(os.path.abspath(out_dir))
+    for s in samples:
+        src = s.image_path(root)
+        if src is not None and (Path(os.path.abspath(src)).is_relative_to(out_abs)
+                                or Path(os.path.realpath(src)).is_relative_to(out_abs.resolve())):
+            raise OutputError(f"{out_dir}: holds the image of sample {s.id} ({src}); exporting there would remove "
+                              "it; choose another folder")
+    seen: set[str] = set()
+    splits: set[str] = set()
+    skipped: list[str] = []
+    with output_dir(out_dir, "data export --to yolo", overwrite=overwrite, inputs=inputs) as tmp:
         for s in samples:
             src = s.image_path(root)
             if src is None or not src.is_file():  # YOLO finds labels through images: no image, no sample
@@ -147,7 +151,7 @@ def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path
             (tmp / "labels" / split).mkdir(parents=True, exist_ok=True)
             dst = tmp / "images" / split / f"{name}{src.suffix}"
             if copy_images:
-                shutil.copy2(src, dst)
+                shutil.copyfile(src, dst)  # a new file: modes from the umask, not the source's
             else:
                 os.symlink(os.path.abspath(src), dst)
             lines = [f"{index[o.label]} " + " ".join(_fmt(v) for v in xyxy_to_cxcywh_norm(o.bbox, s.width, s.height))
@@ -155,16 +159,10 @@ def export_yolo(samples: Sequence[Sample], out_dir: str | Path, root: str | Path
             (tmp / "labels" / split / f"{name}.txt").write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
         if not splits:
             raise DataError("no sample has an existing image file: nothing to export to YOLO")
-        data = {"path": str(out_dir.absolute()), **{k: f"images/{k}" for k in sorted(splits)},
+        data = {"path": str(out_abs), **{k: f"images/{k}" for k in sorted(splits)},
                 "nc": len(names), "names": dict(enumerate(names))}
         with atomic_write(tmp / "data.yaml") as fh:
             yaml.safe_dump(data, fh, sort_keys=False, allow_unicode=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportReport(out_dir, len(samples) - len(skipped), len(skipped), tuple(skipped[:5]))
 
 

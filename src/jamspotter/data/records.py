@@ -26,6 +26,17 @@ def _box4(v: Any) -> list[float]:
     return out
 
 
+def _polygons(v: Any) -> Any:
+    if v is None:
+        return None
+    if not isinstance(v, list | tuple) or not all(isinstance(p, list | tuple) for p in v):
+        raise ValueError("polygon must be a list of [x, y, x, y, ...] lists")
+    out = [[float(x) for x in p] for p in v]
+    if any(x != x or x in (float("inf"), float("-inf")) for p in out for x in p):
+        raise ValueError("polygon values must be finite numbers")
+    return out
+
+
 class BoxObject(_Record):
     """One labelled region; detections from a model use the same shape plus `score`."""
 
@@ -39,6 +50,7 @@ class BoxObject(_Record):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
     _check_bbox = field_validator("bbox", mode="before")(classmethod(lambda cls, v: _box4(v)))
+    _check_polygon = field_validator("polygon", mode="before")(classmethod(lambda cls, v: _polygons(v)))
 
 
 class Crop(_Record):

@@ -6,13 +6,16 @@ Anything further out is a real labelling error and is reported, never silently c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from jamspotter.data.boxes import clip_box
+from jamspotter.data.images import ORIENTATION_TAG, upright_size
 from jamspotter.data.records import Sample
+from jamspotter.errors import DataError
 
 MISSING_IMAGE = "missing_image"
 
@@ -26,6 +29,8 @@ def check_box(bbox: Sequence[float], width: float | None, height: float | None) 
     """Return `(clipped box, problem or None)`: tiny overshoots are clipped, real ones reported."""
     x1, y1, x2, y2 = (float(v) for v in bbox)
     shown = "[" + ", ".join(f"{v:g}" for v in (x1, y1, x2, y2)) + "]"
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        return [x1, y1, x2, y2], f"non-finite value in box {shown}"
     if x2 < x1:
         return [x1, y1, x2, y2], f"x2 < x1 in box {shown}"
     if y2 < y1:
@@ -44,33 +49,31 @@ def check_box(bbox: Sequence[float], width: float | None, height: float | None) 
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """`(width, height)` from the image header only (no decode); None when the file is absent."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        return None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read image {path} ({e})") from None
+    """`(width, height)` of the image as shown (EXIF orientation applied), from the header only.
+
+    None when the file is absent; an unreadable or oversized image raises DataError.
+    """
+    return upright_size(path)
 
 
 def exif_transposed(path: str | Path) -> bool:
     """True when the image's EXIF orientation swaps width and height when displayed."""
     try:
         with Image.open(path) as im:
-            return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    except OSError:
+            return im.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - only a hint: any unreadable header means "no rotation known"
         return False
 
 
 def size_problem(path: str | Path, real: tuple[int, int], width: int | None, height: int | None) -> str | None:
-    """Message when a recorded size disagrees with the image file, else None."""
+    """Message when a recorded size disagrees with the upright image size `real`, else None."""
     if width is None or height is None or (int(width), int(height)) == tuple(real):
         return None
     hint = ""
     if (int(height), int(width)) == tuple(real) and exif_transposed(path):
-        hint = " (matches the EXIF-rotated size: save the image upright, e.g. PIL.ImageOps.exif_transpose)"
-    return f"recorded size {width}x{height} but the image {path} is {real[0]}x{real[1]}{hint}"
+        hint = (" (the recorded size is the stored pixels before the EXIF rotation: the labels were made on the"
+                " unrotated image; save the image upright, e.g. PIL.ImageOps.exif_transpose, and rotate its labels)")
+    return f"recorded size {width}x{height} but the image {path} is {real[0]}x{real[1]} (upright){hint}"
 
 
 def _box_problems(where: str, boxes: Iterable[tuple[str, Sequence[float]]], w: int | None, h: int | None) -> list[str]:
@@ -107,8 +110,8 @@ def validate_samples(samples: Iterable[Sample], root: str | Path | None, check_i
         path = s.image_path(root)
         try:
             real = image_size(path)
-        except ValueError as e:
-            problems.append(f"{where}: {e}")
+        except DataError as e:
+            problems.append(f"{where}: {e.format_message()}")
             continue
         if real is None:
             problems.append(f"{where}: image {path} not found")

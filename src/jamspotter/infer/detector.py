@@ -45,8 +45,13 @@ class DetectionResult:
 
 
 def to_pil(image: ImageLike) -> Any:
-    """An RGB PIL image from a PIL image, a path or an H x W x 3 uint8 array; a bad path is a DataError."""
+    """An RGB PIL image from a PIL image, a path (read upright, EXIF applied) or an H x W x 3 uint8 array.
+
+    An unreadable or oversized image file is a DataError.
+    """
     from PIL import Image
+
+    from jamspotter.data.images import open_rgb
 
     if isinstance(image, Image.Image):
         return image.convert("RGB")
@@ -54,12 +59,7 @@ def to_pil(image: ImageLike) -> Any:
         if image.ndim != 3 or image.shape[2] != 3:
             raise DataError(f"expected an H x W x 3 RGB array, got shape {image.shape}")
         return Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    path = Path(image)
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+    return open_rgb(Path(image))
 
 
 def iter_video_frames(path: str | Path, every_n: int = 1) -> Iterator[tuple[int, Any]]:

@@ -7,6 +7,7 @@ each frame's motion blur follows its own speed, so the speed can be read from th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def speed_profile(base: float, n: int, fps: int, rng: np.random.Generator) -> np
 def render_clip(width: int, height: int, seed: int, seconds: float = 2.0, fps: int = 10, jam_rate: float = 0.3,
                 **conditions: Any) -> Clip:
     """Render a clip of `seconds` at `fps`: the same scene, moving with the belt."""
-    if seconds <= 0 or fps <= 0:
+    if not (math.isfinite(seconds) and seconds > 0) or fps <= 0:
         raise JamspotterError(f"clip needs seconds > 0 and fps > 0, got seconds={seconds}, fps={fps}")
     n = max(1, int(round(seconds * fps)))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -37,6 +38,7 @@ class Conditions:
 
 
 FIELDS = tuple(f.name for f in fields(Conditions))
+MAX_CLUTTER = 200.0  # items per square metre: at this density items already cover the belt several times over
 
 
 def sample_conditions(rng: np.random.Generator, overrides: dict[str, Any] | None = None) -> Conditions:
@@ -57,9 +59,20 @@ def sample_conditions(rng: np.random.Generator, overrides: dict[str, Any] | None
         jpeg_quality=int(rng.integers(60, 96)),
     )
     for k, v in overrides.items():
-        setattr(c, k, type(getattr(c, k))(v))
-    if c.clutter < 0 or c.belt_speed < 0 or c.exposure < 0 or c.noise < 0 or not 1 <= c.jpeg_quality <= 100:
-        raise JamspotterError(f"synth conditions out of range: {c.as_dict()}")
+        kind = type(getattr(c, k))
+        try:
+            value = float(v) if kind in (int, float) else v
+            if kind in (int, float) and not math.isfinite(value):
+                raise ValueError("not a finite number")
+            if kind is int and value != int(value):
+                raise ValueError("not a whole number")
+            setattr(c, k, kind(value))
+        except (TypeError, ValueError) as e:
+            raise JamspotterError(f"synth condition {k}={v!r}: {e}") from None
+    if (not 0 <= c.clutter <= MAX_CLUTTER or c.belt_speed < 0 or c.exposure < 0 or c.noise < 0
+            or not 1 <= c.jpeg_quality <= 100):
+        raise JamspotterError(f"synth conditions out of range (clutter 0..{MAX_CLUTTER:g} items/m2, belt_speed, "
+                              f"exposure, noise >= 0, jpeg_quality 1..100): {c.as_dict()}")
     return c
 
 

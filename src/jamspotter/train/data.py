@@ -34,14 +34,13 @@ class Example:
 
 
 def load_image(sample: Sample, root: str | Path) -> Any:
-    """The sample's image as RGB PIL; a missing file raises DataError naming the sample."""
-    from PIL import Image
+    """The sample's image as upright (EXIF-rotated) RGB PIL; a missing or unreadable file raises DataError."""
+    from jamspotter.data.images import open_rgb
 
     path = sample.image_path(root)
     if path is None or not Path(path).is_file():
         raise DataError(f"sample {sample.id}: image {sample.image!r} not found under {root}")
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    return open_rgb(path)
 
 
 def load_clip(sample: Sample, root: str | Path, n_frames: int) -> tuple[Any, dict[str, Any]]:
@@ -51,7 +50,8 @@ def load_clip(sample: Sample, root: str | Path, n_frames: int) -> tuple[Any, dic
     carries fps and the chosen frame indices, which Qwen3-VL uses for its timestamps.
     """
     import numpy as np
-    from PIL import Image
+
+    from jamspotter.data.images import open_rgb
 
     if sample.frames:
         paths = [sample.resolve(f, root) for f in sample.frames]
@@ -59,8 +59,7 @@ def load_clip(sample: Sample, root: str | Path, n_frames: int) -> tuple[Any, dic
         for p in paths:
             if not Path(p).is_file():
                 raise DataError(f"sample {sample.id}: frame {p} not found")
-            with Image.open(p) as im:
-                frames.append(np.asarray(im.convert("RGB")))
+            frames.append(np.asarray(open_rgb(p)))
     elif sample.video:
         import av
 

@@ -6,8 +6,10 @@ An importer walks its entries inside `ctx.entry(where)`. A problem raised there 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from jamspotter.data.images import upright_size
 from jamspotter.data.io import validation_message
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, Taxonomy
-from jamspotter.data.validate import MISSING_IMAGE, check_box, image_size, size_problem
+from jamspotter.data.validate import MISSING_IMAGE, check_box, size_problem
 from jamspotter.errors import DataError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -60,7 +63,7 @@ class ImportContext:
             self._fail(f"{where}: {validation_message(e)}")
         except DataError as e:
             self._fail(e.format_message())
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as e:
             detail = f"missing field {e}" if isinstance(e, KeyError) else str(e)
             self._fail(f"{where}: malformed entry ({detail})")
 
@@ -72,19 +75,18 @@ class ImportContext:
 
     def image(self, path: str | Path, base: Path, width: int | None = None,
               height: int | None = None) -> tuple[str, int | None, int | None, list[str]]:
-        """Resolve an image, read its header size and check a recorded size.
+        """Resolve an image, read its upright (EXIF-rotated) size from the header and check a recorded size.
 
         Returns `(absolute path, width, height, flags)`; a missing image is an error unless
-        `allow_missing_images`, which keeps the recorded size and flags the record.
+        `allow_missing_images`, which keeps the recorded size and flags the record. An unreadable or
+        oversized image is an entry error (skipped with `skip_invalid`).
         """
-        p = Path(path)
+        width, height = image_side(width, "width"), image_side(height, "height")
+        p = Path(str(path))
         if not p.is_absolute():
             p = (self.images or base) / p
         p = Path(os.path.abspath(p))
-        try:
-            real = image_size(p)
-        except ValueError as e:
-            raise EntryError(str(e)) from None
+        real = upright_size(p)
         if real is None:
             if not self.allow_missing_images:
                 raise EntryError(f"image {shown(p)} not found (use --allow-missing-images to keep the record)")
@@ -103,24 +105,71 @@ class ImportContext:
         return BoxObject(label=label, bbox=clipped, jam_risk=self.taxonomy.jam_risk(label), **extra)
 
 
+def image_side(value: Any, name: str) -> int | None:
+    """A recorded image width/height: None when absent, else a positive whole number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise EntryError(f"{name} must be a positive whole number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise EntryError(f"{name} must be a positive whole number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0 or number != int(number):
+        raise EntryError(f"{name} must be a positive whole number, got {value!r}")
+    return int(number)
+
+
+def finite(values: Sequence[float], what: str) -> list[float]:
+    """`values` as floats; NaN or infinite values are an EntryError naming `what`."""
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in out):
+        raise EntryError(f"{what} has a non-finite value (NaN or infinity)")
+    return out
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def read_text(path: Path) -> str:
+    """A text file as str: UTF-8, or UTF-16/32 with a byte-order mark; anything else is a one-line DataError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{shown(path)}: cannot read ({e.strerror or e})") from None
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{shown(path)}: not {encoding.upper().removesuffix('-SIG')} text (byte 0x{raw[e.start]:02x} "
+                        f"at offset {e.start}); save it as UTF-8") from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """`json.loads` with one-line errors: malformed JSON names the line, absurd nesting is refused."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}:{e.lineno}: malformed JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply") from None
+
+
 def load_records(path: Path) -> list[tuple[str, Any]]:
     """Entries of a JSON list or a JSONL file as `(where, record)`; malformed JSON names the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"{shown(path)}: cannot read ({e.strerror})") from None
+    text = read_text(path)
     if text.lstrip().startswith("{"):  # one pretty-printed record is also accepted
         try:
             data = json.loads(text)
             if isinstance(data, dict):
                 return [(f"{shown(path)}:1", data)]
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             pass  # JSONL: parsed line by line below
     if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{shown(path)}:{e.lineno}: malformed JSON ({e.msg})") from None
+        data = parse_json(text, shown(path))
+        if not isinstance(data, list):
+            raise DataError(f"{shown(path)}: expected a JSON list of records")
         return [(f"{shown(path)}:[{i}]", rec) for i, rec in enumerate(data)]
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -130,6 +179,8 @@ def load_records(path: Path) -> list[tuple[str, Any]]:
             out.append((f"{shown(path)}:{lineno}", json.loads(line)))
         except json.JSONDecodeError as e:
             raise DataError(f"{shown(path)}:{lineno}: malformed JSON ({e.msg})") from None
+        except RecursionError:
+            raise DataError(f"{shown(path)}:{lineno}: JSON nested too deeply") from None
     return out
 
 
@@ -148,14 +199,8 @@ def import_records(path: Path, ctx: ImportContext, build: Callable[[dict, int, s
 
 
 def load_json(path: Path) -> Any:
-    """One JSON document; malformed JSON names the file and line."""
-    try:
-        with path.open(encoding="utf-8") as fh:
-            return json.load(fh)
-    except OSError as e:
-        raise DataError(f"{shown(path)}: cannot read ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{shown(path)}:{e.lineno}: malformed JSON ({e.msg})") from None
+    """One JSON document (UTF-8, or UTF-16/32 with a BOM); malformed JSON names the file and line."""
+    return parse_json(read_text(path), shown(path))
 
 
 def require_dict(rec: Any) -> dict:

@@ -53,8 +53,8 @@ def import_video(src: str | Path, ctx: ImportContext) -> list[Sample]:
 
     def build(rec: dict, i: int, seen: set[str]) -> Sample:
         fps = float(rec["fps"])
-        if not fps > 0:
-            raise EntryError(f"fps must be > 0, got {rec['fps']!r}")
+        if not (math.isfinite(fps) and fps > 0):
+            raise EntryError(f"fps must be a finite number > 0, got {rec['fps']!r}")
         target = _target(rec)
         w, h, flags = rec.get("width"), rec.get("height"), []
         video = frames = None

@@ -7,10 +7,11 @@ optional `ImageSets/Main/{train,val,test}.txt` for the split). Box corners are t
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from jamspotter.data.importers._common import EntryError, ImportContext, shown, unique_id
+from jamspotter.data.importers._common import EntryError, ImportContext, read_text, shown, unique_id
 from jamspotter.data.records import Sample
 from jamspotter.errors import DataError
 
@@ -27,9 +28,12 @@ def _text(node: ET.Element, tag: str, required: bool = True) -> str | None:
 def _number(node: ET.Element, tag: str) -> float:
     text = _text(node, tag)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise EntryError(f"<{tag}> is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise EntryError(f"<{tag}> is not a finite number: {text!r}")
+    return value
 
 
 def _splits(root: Path) -> dict[str, str]:
@@ -38,7 +42,7 @@ def _splits(root: Path) -> dict[str, str]:
     for split in ("train", "val", "test"):
         f = root / "ImageSets" / "Main" / f"{split}.txt"
         if f.is_file():
-            for line in f.read_text(encoding="utf-8").split("\n"):
+            for line in read_text(f).split("\n"):
                 if line.strip():
                     out[line.split()[0]] = split
     return out
@@ -67,6 +71,8 @@ def import_voc(src: str | Path, ctx: ImportContext) -> list[Sample]:
                 doc = ET.parse(xml).getroot()
             except ET.ParseError as e:
                 raise EntryError(f"malformed XML (line {e.position[0]}: {e.msg})") from None
+            except OSError as e:
+                raise EntryError(f"cannot read ({e.strerror or e})") from None
             filename = _text(doc, "filename", required=False) or f"{xml.stem}.jpg"
             size = doc.find("size")
             w = int(_number(size, "width")) if size is not None and size.find("width") is not None else None

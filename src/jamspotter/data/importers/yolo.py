@@ -3,17 +3,19 @@
 SRC is a `data.yaml` or a folder holding one. `train`/`val`/`test` name image folders (or `.txt`
 lists of images) relative to `path:` (default: the yaml's folder); labels sit in the parallel
 `labels/` folder, one `class cx cy w h` line per box, normalised to 0..1. Segmentation lines
-(`class x y x y ...`) are read as polygons with their bounding box. Image sizes come from the headers.
+(`class x y x y ...`) are read as polygons with their bounding box. Image sizes come from the headers,
+upright (EXIF orientation applied), as Ultralytics reads them; values must be finite numbers.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
 
 from jamspotter.data.boxes import cxcywh_norm_to_xyxy
-from jamspotter.data.importers._common import IMAGE_EXTS, EntryError, ImportContext, shown, unique_id
+from jamspotter.data.importers._common import IMAGE_EXTS, EntryError, ImportContext, read_text, shown, unique_id
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.errors import DataError
 
@@ -24,20 +26,20 @@ def read_data_yaml(src: Path) -> tuple[Path, dict, list[str]]:
     """`(yaml path, parsed yaml, class names in id order)`."""
     path = src / "data.yaml" if src.is_dir() else src
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{shown(path)}: cannot read ({e.strerror})") from None
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise DataError(f"{shown(path)}{line}: malformed YAML ({getattr(e, 'problem', e)})") from None
+    except RecursionError:
+        raise DataError(f"{shown(path)}: YAML nested too deeply") from None
     if not isinstance(data, dict) or "names" not in data:
         raise DataError(f"{shown(path)}: no 'names' (class list) in data.yaml")
     names = data["names"]
     if isinstance(names, dict):
         try:
             ids = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(f"{shown(path)}: 'names' keys must be class ids") from None
         if ids != list(range(len(ids))):
             raise DataError(f"{shown(path)}: 'names' ids must be 0..{len(ids) - 1}")
@@ -49,7 +51,7 @@ def read_data_yaml(src: Path) -> tuple[Path, dict, list[str]]:
 
 def _images_of(entry: Path) -> list[Path]:
     if entry.suffix == ".txt" and entry.is_file():
-        lines = entry.read_text(encoding="utf-8").splitlines()
+        lines = read_text(entry).splitlines()
         return [(entry.parent / ln.strip()) for ln in lines if ln.strip()]
     if entry.is_dir():
         return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
@@ -75,6 +77,8 @@ def parse_label_line(line: str, names: list[str], width: int, height: int) -> tu
         raise EntryError(f"not numbers: {line.strip()!r}") from None
     if len(values) < 5 or (len(values) > 5 and (len(values) - 1) % 2):
         raise EntryError(f"expected 'class cx cy w h' (or a polygon), got {len(values)} values")
+    if not all(math.isfinite(v) for v in values):
+        raise EntryError(f"non-finite number (NaN or infinity) in {line.strip()!r}")
     cls = values[0]
     if cls != int(cls) or not 0 <= int(cls) < len(names):
         raise EntryError(f"unknown class id {parts[0]} (data.yaml has {len(names)} names)")
@@ -87,8 +91,8 @@ def parse_label_line(line: str, names: list[str], width: int, height: int) -> tu
 
 def import_yolo(src: str | Path, ctx: ImportContext) -> list[Sample]:
     """Read every split listed in data.yaml into `Sample`s with `split` set."""
-    yaml_path, data, names = read_data_yaml(Path(src))
-    root = Path(data.get("path") or yaml_path.parent)
+    yaml_path, data, names = read_data_yaml(Path(src).absolute())
+    root = Path(str(data.get("path") or yaml_path.parent))
     if not root.is_absolute():
         root = yaml_path.parent / root
     ctx.classes = [{"id": i, "name": n} for i, n in enumerate(names)]
@@ -109,7 +113,7 @@ def import_yolo(src: str | Path, ctx: ImportContext) -> list[Sample]:
                     if w is None or h is None:
                         raise EntryError("image size unknown (image missing): YOLO boxes need it")
                     objects: list[BoxObject] = []
-                    lines = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else []
+                    lines = read_text(labels).splitlines() if labels.is_file() else []
                     for lineno, line in enumerate(lines, 1):
                         if not line.strip():
                             continue
