@@ -178,9 +178,11 @@ def test_jam_only_detection_keeps_jam_items_and_reasons():
         BoxObject(label="rope", bbox=[0, 0, 10, 10], reason="wraps around\nscreens"),
         BoxObject(label="glass", bbox=[20, 20, 30, 30]), BoxObject(label="odd", bbox=[40, 40, 50, 50], jam_risk=True)])
     for family in FAMILIES:
-        fmt = get_format(family, jam_only=True)
+        fmt = get_format(family, jam_only=True, with_reason=True)
         [(prompt, target)] = fmt.render_turns(s)
-        assert "glass" not in target and "jam" in prompt and "reason" in prompt and "odd" in prompt
+        # the prompt names the class list, never the labels of this image ("odd" is not in the list)
+        assert "glass" not in target and "jam" in prompt and "reason" in prompt and "odd" not in prompt
+        assert prompt == fmt.prompt()
         objs, problems = fmt.parse_detections(target, (1000, 1000))
         assert [o.label for o in objs] == ["rope", "odd"] and problems == []
         assert objs[0].reason == "wraps around screens" and objs[1].reason is None
@@ -200,7 +202,7 @@ def test_qwen2_target_tokens_with_real_tokenizer(shared_data):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(shared_data / "qwen2_5_vl_tokenizer")
-    fmt = get_format("qwen2-vl", jam_only=True)
+    fmt = get_format("qwen2-vl", jam_only=True, with_reason=True)
     s = Sample(id="s", image="i.jpg", width=640, height=480, objects=[
         BoxObject(label="rope", bbox=[10, 20, 300, 400], reason="long and thin"),
         BoxObject(label="plastic film", bbox=[320, 10, 600, 200])])

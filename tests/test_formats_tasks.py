@@ -17,13 +17,14 @@ from jamspotter.formats import FAMILIES, get_format
 from jamspotter.formats.augment import augment_samples
 from jamspotter.formats.tasks import (
     box_ref,
+    count_answer,
+    count_question,
     parse_classification,
     parse_counts,
     parse_region_answer,
     parse_sequence,
     parse_vqa,
     region_answer,
-    render_count,
     render_sequence,
     render_vqa,
 )
@@ -34,7 +35,7 @@ SAMPLE = Sample(id="b1", image="images/b1.jpg", width=800, height=600, objects=[
 
 
 def test_count_render_and_parse():
-    prompt, target = render_count(SAMPLE, ["rope", "glass", "hose"])
+    prompt, target = count_question(["rope", "glass", "hose"]), count_answer(SAMPLE.objects, ["rope", "glass", "hose"])
     assert "rope, glass, hose" in prompt
     assert target == "rope: 2\nglass: 1\nhose: 0"
     assert parse_counts(target) == ({"rope": 2, "glass": 1, "hose": 0}, [])
@@ -64,14 +65,16 @@ def test_region_question_rendered_per_family():
                                         f"{round(400 * rw / 800)}, {round(300 * rh / 600)}]?")
 
 
+@pytest.mark.parametrize("tool_call", ["json", "list"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_vqa_crops_render_and_parse_back(family):
-    fmt = get_format(family)
+def test_vqa_crops_render_and_parse_back(family, tool_call):
+    fmt = get_format(family, tool_call=tool_call)
     turn = QATurn(question="Is there a jam risk?", answer="Yes: a rope.",
                   think="Something long on the left.<crop>It is a rope.",
                   crops=[Crop(bbox=[80, 60, 400, 300]), Crop(bbox=[0, 0, 800, 600])])
     r = render_vqa(fmt, turn, (800, 600))
-    assert r.text.startswith("<think>Something long on the left.<tool_call>[")
+    call = '<tool_call>\n{"name": "crop", "arguments": {"bbox_2d": [' if tool_call == "json" else "<tool_call>["
+    assert r.text.startswith("<think>Something long on the left." + call)
     assert r.text.endswith("</think><answer>Yes: a rope.</answer>")
     assert len(r.offsets) == 2 and all(r.text[:o].endswith("</tool_call>") for o in r.offsets)
     assert r.crops == [[80, 60, 400, 300], [0, 0, 800, 600]]

@@ -84,7 +84,7 @@ def test_prompt_is_the_training_prompt(detectors: dict) -> None:
     det = detectors["qwen2.5-vl"]  # no jamspotter.json: task auto -> detect_all (training's default)
     sample = Sample(id="x", width=64, height=64)
     assert det.task == "detect_all"
-    assert det.prompt == det.format.render_detection(sample, jam_only=False)[0]
+    assert det.prompt == det.format.render_detection(sample)[0]
     assert "rope" in det.prompt and "cardboard" in det.prompt
 
 
@@ -92,17 +92,19 @@ def test_auto_task_follows_the_training_metadata(tiny_vlms: dict[str, Path], tmp
     import shutil
 
     from jamspotter.formats import get_format
+    from jamspotter.formats.contract import PROMPT_VERSION
     from jamspotter.infer import Detector
 
     model = shutil.copytree(tiny_vlms["qwen2-vl"], tmp_path / "finetuned")
     meta = {"family": "qwen2-vl", "classes": ["rope", "hose", "cardboard"], "jam_only": True,
-            "min_pixels": 56 * 56, "max_pixels": 112 * 112}
+            "min_pixels": 56 * 56, "max_pixels": 112 * 112, "prompt_version": PROMPT_VERSION}
     (model / "jamspotter.json").write_text(json.dumps(meta))
     det = Detector(model, max_new_tokens=4, device="cpu")
     assert det.task == "detect_jam" and det.format.classes == ("rope", "hose", "cardboard")
     assert (det.format.params.min_pixels, det.format.params.max_pixels) == (56 * 56, 112 * 112)
-    trained = get_format("qwen2-vl", classes=meta["classes"])
-    assert det.prompt == trained.render_detection(Sample(id="x", width=64, height=64), jam_only=True)[0]
+    trained = get_format("qwen2-vl", classes=meta["classes"], jam_only=True)
+    assert det.prompt == trained.render_detection(Sample(id="x", width=64, height=64))[0]
+    assert "cardboard" not in det.prompt and "rope, hose" in det.prompt
     (res,) = det.detect([Image.new("RGB", (400, 300))])
     assert res.input_size[0] * res.input_size[1] <= 112 * 112  # the recorded token budget was applied
 

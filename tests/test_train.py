@@ -169,7 +169,7 @@ def test_dataset_classes_lists_every_label_once_for_all_prompts():
     from jamspotter.data.records import BoxObject, Sample
     from jamspotter.data.taxonomy import JAM_CLASSES, MATERIAL_CLASSES
     from jamspotter.formats import get_format
-    from jamspotter.train.sft import dataset_classes
+    from jamspotter.formats.contract import dataset_classes
 
     samples = [Sample(id="a", width=100, height=100, objects=[BoxObject(label="Bottle cap", bbox=[1, 1, 9, 9])]),
                Sample(id="b", width=100, height=100, objects=[BoxObject(label="rope", bbox=[1, 1, 9, 9])])]
@@ -184,14 +184,13 @@ def test_jam_only_prompt_is_the_same_with_or_without_reasoned_items():
     # the "add a reason" instruction is one switch for the dataset: per image it would reveal jam items
     from jamspotter.data.records import BoxObject, Sample
     from jamspotter.formats import get_format
-    from jamspotter.train.data import Example, render_task
 
-    fmt = get_format("qwen2.5-vl")
     with_jam = Sample(id="a", width=100, height=100,
                       objects=[BoxObject(label="rope", bbox=[1, 1, 50, 9], reason="long cord, will wrap")])
     empty = Sample(id="b", width=100, height=100, objects=[])
     for with_reason in (False, True):
-        (p1, a1), = render_task(fmt, Example(with_jam, "."), jam_only=True, with_reason=with_reason)
-        (p2, _), = render_task(fmt, Example(empty, "."), jam_only=True, with_reason=with_reason)
+        fmt = get_format("qwen2.5-vl", jam_only=True, with_reason=with_reason)
+        (p1, a1), = fmt.render_turns(with_jam)
+        (p2, _), = fmt.render_turns(empty)
         assert p1 == p2
         assert ("will wrap" in a1) is with_reason

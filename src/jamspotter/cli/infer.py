@@ -24,14 +24,18 @@ def infer_cmd(
     dtype: str = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32"),
     quantization: str = typer.Option(None, "--quantization", help="4bit | 8bit (bitsandbytes, CUDA)"),
     device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda when available)"),
+    split: str = typer.Option(None, "--split", help="Datasets: run on this split only (train | val | test)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Detect jam-causing material; boxes in original pixels plus the raw model text per image."""
     import time
 
     from jamspotter.infer import Detector
     from jamspotter.infer.inputs import collect_inputs, write_predictions
+    from jamspotter.outputs import check_output_file
 
-    samples = collect_inputs(inputs)
+    check_output_file(out, overwrite=overwrite, inputs=inputs)
+    samples = collect_inputs(inputs, split=split)
     detector = Detector(model, family=family, quantization=quantization, dtype=dtype, device=device,
                         min_pixels=min_pixels, max_pixels=max_pixels, task=task, max_new_tokens=max_new_tokens)
     start = time.perf_counter()

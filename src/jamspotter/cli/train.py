@@ -15,15 +15,16 @@ SET_HELP = "override a config field, e.g. --set train.lr=1e-4 (repeatable)"
 def sft(
     config: str = typer.Option(..., "--config", "-c", help="YAML config file or packaged name (tiny, ...)"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    resume: bool = typer.Option(False, "--resume", help="continue from the newest complete checkpoint"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest complete checkpoint (same config)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run in train.output_dir"),
 ) -> None:
-    """Supervised fine-tuning (LoRA, QLoRA or full) of a Qwen-VL on a samples.jsonl."""
+    """Supervised fine-tuning (LoRA, QLoRA or full) of a Qwen-VL on the train split of a samples.jsonl."""
     from jamspotter.train.config import load_config
 
     cfg = load_config(config, set_)  # every check happens before a model is loaded
     from jamspotter.train.sft import run_sft
 
-    result = run_sft(cfg, resume=resume, log=typer.echo)
+    result = run_sft(cfg, resume=resume, overwrite=overwrite, log=typer.echo)
     if not result.is_main:
         return
     det = result.metrics.get("detection") or {}
@@ -46,7 +47,8 @@ def show_config(
             typer.echo(f"{key:28s} {default:>12s}  {doc}")
         typer.echo(f"packaged configs: {', '.join(packaged_configs())}")
         return
-    typer.echo(dump_config(load_config(config, set_, check_files=False, check_model=False)), nl=False)
+    cfg = load_config(config, set_, check_files=False, check_model=False)
+    typer.echo(dump_config(cfg, with_docs=True), nl=False)
 
 
 @train_app.command("recommend")
@@ -66,11 +68,13 @@ def merge(
     adapter: Path = typer.Argument(..., help="LoRA adapter folder (e.g. runs/x/final)"),
     out: Path = typer.Option(..., "--out", help="folder for the merged bf16 model"),
     base: str = typer.Option(None, "--base", help="base model (default: from adapter_config.json)"),
+    dtype: str = typer.Option("bf16", "--dtype", help="bf16 | fp16 | fp32 (weights of the merged model)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier merge in OUT"),
 ) -> None:
-    """Merge a LoRA adapter into its base: bf16 safetensors + processor (transformers/vLLM loadable)."""
+    """Merge a LoRA adapter into its base: safetensors + processor + run contract (transformers/vLLM loadable)."""
     from jamspotter.train.merge import merge_adapter
 
-    typer.echo(f"merged model: {merge_adapter(adapter, out, base=base)}")
+    typer.echo(f"merged model: {merge_adapter(adapter, out, base=base, dtype=dtype, overwrite=overwrite)}")
 
 
 @train_app.command("k8s")

@@ -1,7 +1,7 @@
 """Model-family formats: the only place that knows how each Qwen-VL generation reads and writes boxes.
 
     fmt = get_format("qwen2.5-vl", processor=processor)     # or min_pixels=..., max_pixels=...
-    prompt, target = fmt.render_detection(sample)
+    prompt, target = fmt.render_detection(sample)             # prompt == fmt.prompt() for every image
     boxes, problems = fmt.parse_detections(text, (sample.width, sample.height))
 """
 
@@ -43,11 +43,14 @@ def get_format(
     classes: Sequence[str] | None = None,
     taxonomy: Taxonomy | None = None,
     jam_only: bool = False,
+    with_reason: bool = False,
+    tool_call: str = "json",
 ) -> Format:
     """The `Format` of a family. Resize settings: the processor's (object or folder) when given,
     else the released model's defaults; explicit min/max_pixels override either. `classes` are listed in
-    detection prompts (default: jam-causing + material classes); `jam_only` makes `render_turns` ask only
-    for jam-causing items."""
+    detection prompts (default: jam-causing + material classes); `jam_only` asks only for jam-causing items,
+    `with_reason` with a one-line reason each; `tool_call` is the crop call syntax. A run's settings come from
+    its `RunContract` (`contract.format(processor)`), never from the image at hand."""
     key = canonical_family(family)
     params = DEFAULT_PARAMS[key]
     if processor is not None:
@@ -55,7 +58,12 @@ def get_format(
     params = ResizeParams(params.factor, int(min_pixels or params.min_pixels), int(max_pixels or params.max_pixels))
     if params.min_pixels > params.max_pixels:
         raise JamspotterError(f"min_pixels {params.min_pixels} is larger than max_pixels {params.max_pixels}")
-    return FORMATS[key](params, classes=classes, taxonomy=taxonomy, jam_only=jam_only)
+    if tool_call not in ("json", "list"):
+        raise JamspotterError(f"unknown tool-call syntax {tool_call!r}; use json or list")
+    if with_reason and not jam_only:
+        raise JamspotterError("with_reason applies to jam-only answers")
+    return FORMATS[key](params, classes=classes, taxonomy=taxonomy, jam_only=jam_only, with_reason=with_reason,
+                        tool_call=tool_call)
 
 
 __all__ = [

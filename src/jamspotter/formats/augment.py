@@ -26,9 +26,10 @@ def _disjoint(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 
 
-def _count_turn(sample: Sample, rng: random.Random) -> tuple[QATurn, None]:
+def _count_turn(sample: Sample, rng: random.Random, classes: Sequence[str]) -> tuple[QATurn, None]:
+    """Count the labels present plus one or two absent classes (answer 0), so 0 is an answer the model learns."""
     present = sorted({o.label for o in sample.objects})
-    absent = [c for c in JAM_CLASSES + MATERIAL_CLASSES if c not in present]
+    absent = [c for c in classes if c not in present]
     classes = present + rng.sample(absent, k=min(len(absent), rng.randint(1, 2)))
     rng.shuffle(classes)
     return QATurn(question=count_question(classes), answer=count_answer(sample.objects, classes)), None
@@ -72,8 +73,14 @@ def _empty_region(objects: Sequence[BoxObject], w: int, h: int, rng: random.Rand
     return None
 
 
-def augment_sample(sample: Sample, kinds: Sequence[str], per_image: int, rng: random.Random) -> list[Sample]:
-    """Up to `per_image` augmented copies of one image sample (kinds taken in turn; impossible ones skipped)."""
+def augment_sample(sample: Sample, kinds: Sequence[str], per_image: int, rng: random.Random,
+                   classes: Sequence[str] | None = None) -> list[Sample]:
+    """Up to `per_image` augmented copies of one image sample (kinds taken in turn; impossible ones skipped).
+
+    `classes`: where count questions draw absent classes from (default: the taxonomy's classes).
+    This is the one generator of count and region tasks: `data augment` and training both call it.
+    """
+    classes = list(classes) if classes else list(JAM_CLASSES + MATERIAL_CLASSES)
     if sample.image is None or not sample.width or not sample.height:
         return []
     w, h = int(sample.width), int(sample.height)
@@ -86,7 +93,7 @@ def augment_sample(sample: Sample, kinds: Sequence[str], per_image: int, rng: ra
         kind = order[k % len(order)]
         region: list[float] | None = None
         if kind == "count":
-            turn, _ = _count_turn(sample, rng)
+            turn, _ = _count_turn(sample, rng, classes)
         else:
             if kind == "none":
                 region = _empty_region(objects, w, h, rng)

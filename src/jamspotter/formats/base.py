@@ -32,11 +32,15 @@ class Format:
         classes: Sequence[str] | None = None,
         taxonomy: Taxonomy | None = None,
         jam_only: bool = False,
+        with_reason: bool = False,
+        tool_call: str = "json",
     ) -> None:
         self.params = params or DEFAULT_PARAMS[self.family]
-        self.jam_only = jam_only  # render_turns: detect only jam-causing items (with reasons when labelled)
         self.classes: tuple[str, ...] = tuple(classes) if classes else JAM_CLASSES + MATERIAL_CLASSES
         self.taxonomy = taxonomy or DEFAULT_TAXONOMY
+        self.jam_only = jam_only  # detection asks for (and targets list) jam-causing items only
+        self.with_reason = with_reason  # jam-only answers carry a one-line reason per item
+        self.tool_call = tool_call  # crop tool-call syntax: "json" (TRL's) or "list" ([x1, y1, x2, y2])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(family={self.family!r}, params={self.params})"
@@ -100,12 +104,22 @@ class Format:
         """An object's jam risk: its own flag when set, else the taxonomy's answer for its label."""
         return obj.jam_risk if obj.jam_risk is not None else self.taxonomy.jam_risk(obj.label)
 
-    def prompt_classes(self, objects: Sequence[BoxObject], *, jam_only: bool) -> list[str]:
-        """Class names listed in a prompt: the format's classes plus any label of the sample not among them."""
-        base = list(self.classes)
-        if jam_only:
-            base = [c for c in base if self.taxonomy.jam_risk(c)] or list(JAM_CLASSES)
-        return base + sorted({o.label for o in objects} - set(base))
+    def asked_classes(self) -> list[str]:
+        """The classes every detection prompt names: the format's list, or its jam-causing part when jam-only.
+
+        Never the labels of the image at hand: a per-image list names the answer in the question.
+        """
+        if not self.jam_only:
+            return list(self.classes)
+        return [c for c in self.classes if self.taxonomy.jam_risk(c)] or list(JAM_CLASSES)
+
+    def prompt(self) -> str:
+        """The detection instruction, the same for every image."""
+        return self.detection_prompt(self.asked_classes(), jam_only=self.jam_only, with_reason=self.with_reason)
+
+    def expected_objects(self, objects: Sequence[BoxObject]) -> list[BoxObject]:
+        """The objects a correct detection answer lists: all of them, or the jam-causing ones when jam-only."""
+        return [o for o in objects if self.is_jam(o)] if self.jam_only else list(objects)
 
     def render_boxes(self, objects: Sequence[BoxObject], image_size: tuple[int, int],
                      input_size: tuple[int, int] | None = None, *, with_reason: bool = False) -> str:
@@ -115,17 +129,11 @@ class Format:
                  for o in ordered]
         return self.write_boxes(items)
 
-    def render_detection(
-        self, sample: Sample, *, jam_only: bool = False, with_reason: bool | None = None
-    ) -> tuple[str, str]:
-        """(prompt, target) for box detection: all listed classes, or only jam-causing items (with reasons)."""
+    def render_detection(self, sample: Sample) -> tuple[str, str]:
+        """(prompt, target) for box detection as this format was configured (all classes, or jam-only)."""
         size = self.image_size_of(sample)
-        objects = [o for o in sample.objects if self.is_jam(o)] if jam_only else list(sample.objects)
-        if with_reason is None:
-            with_reason = jam_only and any(o.reason for o in objects)
-        prompt = self.detection_prompt(self.prompt_classes(objects, jam_only=jam_only), jam_only=jam_only,
-                                       with_reason=with_reason)
-        return prompt, self.render_boxes(objects, size, with_reason=with_reason)
+        objects = self.expected_objects(sample.objects)
+        return self.prompt(), self.render_boxes(objects, size, with_reason=self.with_reason)
 
     def boxes_from_raw(
         self, raw: Sequence[RawBox], image_size: tuple[int, int], input_size: tuple[int, int] | None = None
@@ -182,8 +190,8 @@ class Format:
         """(user, assistant) text pairs for a sample, task chosen from what it carries. No image placeholder.
 
         qa -> its turns (think/answer with crop tool calls when present); target -> numeric sequence;
-        a label and no objects -> classification; otherwise detection of all listed classes, or of
-        jam-causing items only when the format was made with `jam_only` (no objects teach the empty answer).
+        a label and no objects -> classification; otherwise detection as configured (no objects teach the
+        empty answer).
         """
         from jamspotter.formats import tasks  # tasks imports Format for typing only
 
@@ -193,4 +201,4 @@ class Format:
             return [tasks.render_sequence(sample)]
         if sample.label is not None and not sample.objects:
             return [tasks.render_classification(sample, self.classes)]
-        return [self.render_detection(sample, jam_only=self.jam_only)]
+        return [self.render_detection(sample)]

@@ -21,6 +21,7 @@ from jamspotter.formats.base import Format
 from jamspotter.formats.parse import NUM, RawBox
 
 CROP_MARK = "<crop>"
+CROP_TOOL = "crop"  # the name of the crop tool in tool calls
 _BOX_REF_RE = re.compile(rf"<bbox>\s*\[?\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]?\s*</bbox>")
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 _NUM_RE = re.compile(NUM)
@@ -56,12 +57,6 @@ def count_question(classes: Sequence[str]) -> str:
 def count_answer(objects: Sequence[BoxObject], classes: Sequence[str]) -> str:
     """`class: n` lines in the asked order (0 for absent classes)."""
     return "\n".join(f"{c}: {sum(o.label == c for o in objects)}" for c in classes)
-
-
-def render_count(sample: Sample, classes: Sequence[str] | None = None) -> tuple[str, str]:
-    """(prompt, target) counting the sample's labels (or the given classes)."""
-    classes = list(classes) if classes else sorted({o.label for o in sample.objects})
-    return count_question(classes), count_answer(sample.objects, classes)
 
 
 _COUNT_LINE_RE = re.compile(r"^[\s\-*•]*[\"']?([A-Za-z][\w \-/&']*?)[\"']?\s*[:=]\s*(\d+)\b", re.M)
@@ -135,8 +130,8 @@ def parse_region_answer(text: str) -> tuple[list[tuple[str, str, float]], list[s
 
 # ---- classification ------------------------------------------------------------------------------
 def render_classification(sample: Sample, classes: Sequence[str], *, crop: bool = False) -> tuple[str, str]:
-    """(prompt, target) naming the class of a whole image or of a crop."""
-    names = list(classes) + ([sample.label] if sample.label and sample.label not in classes else [])
+    """(prompt, target) naming the class of a whole image or of a crop; the prompt lists `classes` only."""
+    names = list(classes)
     what = "the item in this crop of the conveyor belt" if crop else "the main item on the conveyor belt"
     return f"What is {what}? Answer with one of: {', '.join(names)}.", sample.label or ""
 
@@ -174,8 +169,45 @@ class VQAText:
 
 
 def tool_call(fmt: Format, box: Sequence[float], image_size: tuple[int, int]) -> str:
-    """`<tool_call>[x1, y1, x2, y2]</tool_call>` in the family's coordinates (0-1000 or resized pixels)."""
-    return "<tool_call>[" + ", ".join(str(v) for v in fmt.to_model(box, image_size)) + "]</tool_call>"
+    """A crop tool call in the family's coordinates (0-1000 or resized pixels), in the format's syntax.
+
+    "json" is TRL's: `<tool_call>\n{"name": "crop", "arguments": {"bbox_2d": [x1, y1, x2, y2]}}\n</tool_call>`;
+    "list" is the seed QnA data's `<tool_call>[x1, y1, x2, y2]</tool_call>`. `parse_vqa` reads both.
+    """
+    values = fmt.to_model(box, image_size)
+    if fmt.tool_call == "list":
+        return "<tool_call>[" + ", ".join(str(v) for v in values) + "]</tool_call>"
+    call = {"name": CROP_TOOL, "arguments": {"bbox_2d": values}}
+    return "<tool_call>\n" + json.dumps(call) + "\n</tool_call>"
+
+
+def tool_call_box(body: str) -> list[float] | None:
+    """The [x1, y1, x2, y2] of a tool call's body: TRL's JSON call or a bare list; None if neither."""
+    body = body.strip()
+    try:
+        call = json.loads(body)
+    except ValueError:
+        call = None
+    if isinstance(call, dict):
+        args = call.get("arguments")
+        if isinstance(args, str):  # some models write the arguments as a JSON string
+            try:
+                args = json.loads(args)
+            except ValueError:
+                args = None
+        box = args.get("bbox_2d", args.get("bbox")) if isinstance(args, dict) else None
+    elif isinstance(call, list):
+        box = call
+    else:
+        nums = _NUM_RE.findall(body) if body.startswith("[") else []
+        box = [float(v) for v in nums] if len(nums) == 4 else None
+    if not isinstance(box, list) or len(box) != 4:
+        return None
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        return None
+    return values if all(abs(v) < 1e12 for v in values) else None
 
 
 def render_vqa(fmt: Format, turn: QATurn, image_size: tuple[int, int]) -> VQAText:
@@ -210,17 +242,13 @@ def parse_vqa(fmt: Format, text: str, image_size: tuple[int, int],
     out = VQAText(text)
     raws = []
     for m in _TOOL_CALL_RE.finditer(text):
-        nums = _NUM_RE.findall(m.group(1))
         out.spans.append(m.span())
         out.offsets.append(m.end())
         if not m.group(0).endswith("</tool_call>"):
             out.problems.append(f"tool call at {m.start()} not closed")
-        try:
-            values = [float(v) for v in nums]
-        except ValueError:
-            values = []
-        if len(values) != 4 or not all(abs(v) < 1e12 for v in values):
-            out.problems.append(f"tool call at {m.start()} is not [x1, y1, x2, y2]")
+        values = tool_call_box(m.group(1))
+        if values is None:
+            out.problems.append(f"tool call at {m.start()} is not a crop of [x1, y1, x2, y2]")
             out.spans.pop()
             out.offsets.pop()
             continue

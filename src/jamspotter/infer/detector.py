@@ -1,7 +1,8 @@
 """`Detector`: a Qwen-VL model (hub id or local path) in, `BoxObject`s in ORIGINAL image pixels out.
 
-Prompts come from `jamspotter.formats` with the resize settings of the processor actually loaded,
-so inference asks exactly what training taught. Generation is greedy and batched with left padding
+Prompts come from the model's run contract (`jamspotter.json`, written by `jamspotter train`) through
+`jamspotter.formats`, with the resize settings of the processor actually loaded, so inference asks
+exactly what training taught. Generation is greedy and batched with left padding
 (a right-padded prompt would put pad tokens between the question and the answer). Boxes of
 Qwen2.5-VL are read against the input size the processor really produced (`image_grid_thw`).
 VLM text carries no confidence, so `score` stays None (the evaluator treats that as 1.0 and says so).
@@ -16,20 +17,28 @@ from typing import Any, Literal
 
 import numpy as np
 
-from jamspotter.data.io import read_mapping
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.errors import DataError, JamspotterError
+from jamspotter.formats.contract import RunContract, untrained_contract
 
 Task = Literal["auto", "detect_jam", "detect_all"]
 ImageLike = Any  # PIL.Image.Image | str | Path | numpy.ndarray (H x W x 3 uint8 RGB)
 TASKS: tuple[str, ...] = ("auto", "detect_jam", "detect_all")
-TRAINING_META = "jamspotter.json"  # written by `jamspotter train sft` beside the final weights
 
 
-def training_meta(name_or_path: str | Path) -> dict[str, Any]:
-    """What `jamspotter train` recorded about a local model (family, classes, jam_only, min/max pixels); {} if none."""
-    path = Path(name_or_path) / TRAINING_META
-    return read_mapping(path, "training metadata") if path.is_file() else {}
+def load_contract(name_or_path: str | Path) -> RunContract | None:
+    """The run contract saved beside a local model, None for a hub id or a model jamspotter did not train."""
+    path = Path(name_or_path)
+    return RunContract.load(path) if path.is_dir() else None
+
+
+def contract_for_task(contract: RunContract, task: str) -> RunContract:
+    """`auto` keeps the trained question; `detect_jam` / `detect_all` ask for jam-causing / all items instead."""
+    if task not in TASKS:
+        raise JamspotterError(f"unknown task {task!r}; use {', '.join(TASKS)}")
+    if task == "auto" or (task == "detect_jam") == contract.jam_only:
+        return contract
+    return contract.model_copy(update={"jam_only": task == "detect_jam", "with_reason": False})
 
 
 @dataclass
@@ -94,10 +103,10 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 class Detector:
     """Load a Qwen-VL model once, then `detect` images, samples or clips.
 
-    task: "detect_jam" asks only for jam-causing items (the jam_only training prompt), "detect_all"
-    for every listed class; "auto" asks what the model was trained on (jamspotter.json beside a model
-    fine-tuned here: its jam_only flag, class list and min/max pixels), else "detect_all".
-    min/max_pixels override the processor's image token budget.
+    The run contract beside a model fine-tuned here decides the prompt (class list, jam-only, reasons,
+    pixel budget); a model without one (a released checkpoint) gets the default classes, all items.
+    task: "auto" asks what the model was trained on; "detect_jam" / "detect_all" override that.
+    min/max_pixels override the image token budget (and are recorded in `self.contract`).
     """
 
     def __init__(
@@ -115,44 +124,48 @@ class Detector:
     ) -> None:
         import torch
 
-        from jamspotter.formats import get_format
+        from jamspotter.formats import resize_params
         from jamspotter.models import load_model
 
         if task not in TASKS:
             raise JamspotterError(f"unknown task {task!r}; use {', '.join(TASKS)}")
-        trained = training_meta(name_or_path)
-        if task == "auto":
-            task = "detect_jam" if trained.get("jam_only") else "detect_all"
-        min_pixels = min_pixels if min_pixels is not None else trained.get("min_pixels")
-        max_pixels = max_pixels if max_pixels is not None else trained.get("max_pixels")
-        model, processor = load_model(name_or_path, family=family, quantization=quantization,
-                                      dtype=dtype, attn=attn, min_pixels=min_pixels, max_pixels=max_pixels)
+        trained = load_contract(name_or_path)
+        if trained is not None:
+            min_pixels = min_pixels if min_pixels is not None else trained.min_pixels
+            max_pixels = max_pixels if max_pixels is not None else trained.max_pixels
+        model, processor = load_model(
+            name_or_path, family=family, quantization=quantization, dtype=dtype, attn=attn, min_pixels=min_pixels,
+            max_pixels=max_pixels, video_min_pixels=trained.video_min_pixels if trained else None,
+            video_max_pixels=trained.video_max_pixels if trained else None)
+        params = resize_params(processor)
+        if trained is None:
+            trained = untrained_contract(model.jamspotter_family, params.min_pixels, params.max_pixels)
+        elif trained.family != model.jamspotter_family:
+            raise JamspotterError(f"{name_or_path}: jamspotter.json says {trained.family} but the model is a "
+                                  f"{model.jamspotter_family}")
+        contract = trained.model_copy(update={"min_pixels": params.min_pixels, "max_pixels": params.max_pixels})
         if quantization is None:  # bitsandbytes models are already placed by load_model
             model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.eval()
-        # resize params of THIS processor; the class list the model was trained to read, when known
-        fmt = get_format(model.jamspotter_family, processor=processor, classes=trained.get("classes"))
-        self._attach(model, processor, fmt, task, max_new_tokens, str(name_or_path),
-                     with_reason=bool(trained.get("with_reason", False)))
+        self._attach(model, processor, contract_for_task(contract, task), max_new_tokens, str(name_or_path))
 
     @classmethod
-    def from_loaded(cls, model: Any, processor: Any, fmt: Any, *, task: Task = "detect_all",
-                    with_reason: bool = False, max_new_tokens: int = 512, name: str = "(in memory)") -> Detector:
+    def from_loaded(cls, model: Any, processor: Any, contract: RunContract, *, task: Task = "auto",
+                    max_new_tokens: int = 512, name: str = "(in memory)") -> Detector:
         """Wrap a model that is already loaded (e.g. the one being trained): same prompts, generation, parsing."""
-        if task not in TASKS or task == "auto":
-            raise JamspotterError(f"task must be detect_jam or detect_all for a loaded model, got {task!r}")
         det = cls.__new__(cls)
-        det._attach(model, processor, fmt, task, max_new_tokens, name, with_reason=with_reason)
+        det._attach(model, processor, contract_for_task(contract, task), max_new_tokens, name)
         return det
 
-    def _attach(self, model: Any, processor: Any, fmt: Any, task: str, max_new_tokens: int, name: str,
-                with_reason: bool = False) -> None:
+    def _attach(self, model: Any, processor: Any, contract: RunContract, max_new_tokens: int, name: str) -> None:
         from jamspotter.models.families import VISION_TOKENS
 
-        self.name_or_path, self.task, self.max_new_tokens = name, task, int(max_new_tokens)
-        self.with_reason = with_reason  # the model was trained to add a one-line reason per jam item
-        self.model, self.processor, self.format = model, processor, fmt
-        self.family: str = fmt.family
+        self.name_or_path, self.max_new_tokens = name, int(max_new_tokens)
+        self.contract = contract
+        self.task = "detect_jam" if contract.jam_only else "detect_all"
+        self.model, self.processor = model, processor
+        self.format = contract.format(processor)
+        self.family: str = contract.family
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         # The vision pads are never an answer; a random or badly tuned model that sampled one would
@@ -168,9 +181,7 @@ class Detector:
     @property
     def prompt(self) -> str:
         """The user instruction sent with every image (the same text training renders)."""
-        probe = Sample(id="prompt", width=640, height=480)
-        jam_only = self.task == "detect_jam"
-        return self.format.render_detection(probe, jam_only=jam_only, with_reason=jam_only and self.with_reason)[0]
+        return self.format.prompt()
 
     def _chat_text(self) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]

@@ -32,14 +32,25 @@ def _loose(path: Path, sample_id: str) -> Sample:
     return Sample(id=sample_id, **{kind: str(path.resolve())})
 
 
-def collect_inputs(paths: Sequence[str | Path]) -> list[Sample]:
-    """Samples to run on, in the order given (folders sorted); unknown or missing paths are a DataError."""
+def collect_inputs(paths: Sequence[str | Path], split: str | None = None) -> list[Sample]:
+    """Samples to run on, in the order given (folders sorted); unknown or missing paths are a DataError.
+
+    `split` keeps only that split of datasets (`test` for a report; unsplit samples count as `train`);
+    loose images and clips have no split and are refused with it.
+    """
+    from jamspotter.data.splits import select_split
+
     out: list[Sample] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir() and (path / "samples.jsonl").is_file() or path.suffix == ".jsonl":
             root = path if path.is_dir() else path.parent
-            out += [_absolute(s, root) for s in read_samples(path)]
+            chosen = select_split(read_samples(path), split)
+            if split is not None and not chosen:
+                raise DataError(f"{path}: no samples in split {split!r} (run `jamspotter data split` first)")
+            out += [_absolute(s, root) for s in chosen]
+        elif split is not None:
+            raise DataError(f"{path}: --split applies to datasets (samples.jsonl), not to loose images or clips")
         elif path.is_dir():
             media = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
             if not media:

@@ -21,6 +21,7 @@ def detect_family(name_or_path: str | Path) -> str:
     """Read the config (local or cached hub) and map its model_type to a family name."""
     from transformers import AutoConfig
 
+    name_or_path = check_model_source(name_or_path)
     try:
         cfg = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=False)
     except (OSError, ValueError) as e:
@@ -74,28 +75,85 @@ def quantization_config(quantization: Quantization, compute_dtype: Any) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
 
 
-def load_processor(name_or_path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
-    """AutoProcessor with optional min/max pixels (the image token budget) and left padding."""
-    from transformers import AutoProcessor
+def _budget(size: Any, lo: int | None, hi: int | None) -> dict[str, int]:
+    """A processor's `size` dict with the asked-for pixel bounds (shortest_edge/longest_edge are pixel COUNTS)."""
+    out = {k: int(v) for k, v in dict(size or {}).items() if k in ("shortest_edge", "longest_edge") and v}
+    if lo is not None:
+        out["shortest_edge"] = int(lo)
+    if hi is not None:
+        out["longest_edge"] = int(hi)
+        if lo is None and out.get("shortest_edge", 0) > hi:
+            out["shortest_edge"] = int(hi)  # only a smaller budget was asked for
+    return out
 
-    kwargs: dict[str, Any] = {}
+
+def load_processor(name_or_path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None,
+                   video_min_pixels: int | None = None, video_max_pixels: int | None = None) -> Any:
+    """AutoProcessor with the image and the video pixel budgets set separately, and left padding.
+
+    Each budget goes to its own sub-processor as `size={"shortest_edge", "longest_edge"}` (the form
+    transformers 5.23 reads); a budget given to AutoProcessor itself would reach the video processor too
+    and be passed again, deprecated, at every call. Released Qwen2/2.5-VL configs also spell the budget
+    `min_pixels`/`max_pixels`, which the image processor applies over `size`, so those are set as well.
+    """
+    from transformers import AutoImageProcessor, AutoProcessor, AutoVideoProcessor
+
+    path = str(check_model_source(name_or_path))
+    parts: dict[str, Any] = {}
     if min_pixels is not None or max_pixels is not None:
-        # transformers 5 reads the budget from `size` (shortest_edge = min pixels, longest_edge = max pixels).
-        probe = AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=False)
-        size = dict(probe.image_processor.size or {})
-        if min_pixels is not None:
-            size["shortest_edge"] = min_pixels
-        if max_pixels is not None:
-            size["longest_edge"] = max_pixels
-            if min_pixels is None and size.get("shortest_edge", 0) > max_pixels:
-                size["shortest_edge"] = max_pixels  # only a smaller budget was asked for
-        kwargs["size"] = size
-        # Released Qwen2/2.5-VL configs spell the budget min_pixels/max_pixels, which the image processor
-        # applies over `size`; pass them too or the asked-for budget is silently ignored.
-        kwargs["min_pixels"], kwargs["max_pixels"] = size["shortest_edge"], size["longest_edge"]
-    processor = AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=False, **kwargs)
+        probe = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
+        size = _budget(probe.size, min_pixels, max_pixels)
+        parts["image_processor"] = AutoImageProcessor.from_pretrained(
+            path, trust_remote_code=False, size=size, min_pixels=size["shortest_edge"],
+            max_pixels=size["longest_edge"])
+    if video_min_pixels is not None or video_max_pixels is not None:
+        probe = AutoVideoProcessor.from_pretrained(path, trust_remote_code=False)
+        size = _budget(probe.size, video_min_pixels, video_max_pixels)
+        parts["video_processor"] = AutoVideoProcessor.from_pretrained(
+            path, trust_remote_code=False, size=size, min_pixels=size["shortest_edge"],
+            max_pixels=size["longest_edge"])
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+    for name, part in parts.items():  # set after loading: given to from_pretrained they end up in save_pretrained
+        setattr(processor, name, part)
     processor.tokenizer.padding_side = "left"
+    video = getattr(processor, "video_processor", None)
+    if video is not None and hasattr(video, "cap_pixels_per_frame") and video.cap_pixels_per_frame is None:
+        video.cap_pixels_per_frame = True  # the reference (qwen-vl-utils) per-frame cap, transformers' next default
     return processor
+
+
+def check_model_source(name_or_path: str | Path) -> str | Path:
+    """A name that looks local must be a model folder; anything else is left to the hub as an `org/name` id.
+
+    Local: it exists, starts with `.`, `/` or `~`, has more than one `/`, or its parent folder exists here
+    (`runs/final` beside a `runs/` folder). Caught here so a mistyped run folder fails at once with one
+    line instead of retrying the model hub.
+    """
+    text = str(name_or_path)
+    local = Path(text).expanduser()
+    looks_local = (local.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
+                   or text.endswith(("/", "\\")) or "\\" in text or local.parent.is_dir())
+    if looks_local and not any((local / f).is_file() for f in MODEL_FILES):
+        what = "no such folder" if not local.exists() else f"not a model folder (none of {', '.join(MODEL_FILES)})"
+        raise JamspotterError(f"{text}: {what}")
+    return local if looks_local else text
+
+
+MODEL_FILES = ("config.json", "adapter_config.json", "processor_config.json", "preprocessor_config.json")
+
+
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model a local LoRA adapter folder was trained on (adapter_config.json), else None."""
+    folder = Path(folder)
+    cfg = folder / "adapter_config.json"
+    if not folder.is_dir() or (folder / "config.json").is_file() or not cfg.is_file():
+        return None
+    import json
+
+    base = json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise JamspotterError(f"{cfg}: no base_model_name_or_path")
+    return str(base)
 
 
 def load_model(
@@ -107,6 +165,8 @@ def load_model(
     *,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    video_min_pixels: int | None = None,
+    video_max_pixels: int | None = None,
     device_map: Any = None,
 ) -> tuple[Any, Any]:
     """Load `(model, processor)` through AutoModelForImageTextToText / AutoProcessor.
@@ -114,10 +174,14 @@ def load_model(
     family: "auto" reads config.model_type; an explicit family that disagrees with the config is an error.
     quantization: None, "4bit" (NF4 + double quant, for QLoRA) or "8bit"; needs bitsandbytes and CUDA.
     attn: attention implementation ("sdpa", "flash_attention_2", "eager"); None lets transformers choose.
+    A LoRA adapter folder (what `train sft` saves for LoRA/QLoRA) loads its base with the adapter applied,
+    and the processor saved beside the adapter (the pixel budget it was trained with).
     """
     from transformers import AutoModelForImageTextToText
 
-    detected = detect_family(name_or_path)
+    name_or_path = check_model_source(name_or_path)
+    base = adapter_base(name_or_path)
+    detected = detect_family(base or name_or_path)
     if family != "auto" and check_family(family) != detected:
         raise JamspotterError(f"{name_or_path} is a {detected} model, but family {family!r} was asked for")
     torch_dtype = resolve_dtype(dtype)
@@ -130,8 +194,13 @@ def load_model(
         kwargs["device_map"] = device_map
     if attn is not None:
         kwargs["attn_implementation"] = attn
-    model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kwargs)
-    processor = load_processor(name_or_path, min_pixels=min_pixels, max_pixels=max_pixels)
+    model = AutoModelForImageTextToText.from_pretrained(str(base or name_or_path), **kwargs)
+    if base is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(name_or_path))
+    processor = load_processor(name_or_path, min_pixels=min_pixels, max_pixels=max_pixels,
+                               video_min_pixels=video_min_pixels, video_max_pixels=video_max_pixels)
     model.jamspotter_family = detected  # so callers need not re-read the config
     return model, processor
 

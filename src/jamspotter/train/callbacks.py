@@ -11,19 +11,16 @@ from jamspotter.data.io import write_json
 from jamspotter.data.records import Sample
 
 
-def predict_detections(model: Any, processor: Any, fmt: Any, samples: list[Sample], root: str | Path, *,
-                       jam_only: bool = False, with_reason: bool = False, max_new_tokens: int = 256,
-                       batch_size: int = 4
-                       ) -> tuple[list[Sample], list[str]]:
+def predict_detections(model: Any, processor: Any, contract: Any, samples: list[Sample], root: str | Path, *,
+                       max_new_tokens: int = 256, batch_size: int = 4) -> tuple[list[Sample], list[str]]:
     """Predicted samples (same ids, objects = parsed boxes in original pixels) and the raw texts.
 
-    Runs through `jamspotter.infer.Detector`, so the F1 seen during training is what `jamspotter infer`
-    gets from the saved model: the same prompt, greedy batched generation and parser.
+    Runs through `jamspotter.infer.Detector` with the run's contract, so the F1 seen during training is what
+    `jamspotter infer` gets from the saved model: the same prompt, greedy batched generation and parser.
     """
     from jamspotter.infer import Detector
 
-    detector = Detector.from_loaded(model, processor, fmt, task="detect_jam" if jam_only else "detect_all",
-                                    with_reason=with_reason, max_new_tokens=max_new_tokens)
+    detector = Detector.from_loaded(model, processor, contract, max_new_tokens=max_new_tokens)
     was_training = model.training
     model.eval()
     try:
@@ -34,31 +31,31 @@ def predict_detections(model: Any, processor: Any, fmt: Any, samples: list[Sampl
     return preds, [p.meta.get("text", "") for p in preds]
 
 
-def detection_metrics(gt: list[Sample], pred: list[Sample]) -> dict[str, Any]:
-    """jamspotter.evaluate.evaluate_detections at IoU 0.5 (the project's single matcher)."""
+def detection_metrics(gt: list[Sample], pred: list[Sample], contract: Any) -> dict[str, Any]:
+    """jamspotter.evaluate.evaluate_detections at IoU 0.5 against what the model was asked for.
+
+    A jam-only model is scored on the jam-causing ground truth only: the material boxes are not in its answer.
+    """
     from jamspotter.evaluate import evaluate_detections
 
-    return evaluate_detections(gt, pred, iou_threshold=0.5)
+    return evaluate_detections([contract.expected_sample(s) for s in gt], pred, iou_threshold=0.5)
 
 
 class DetectionF1Callback(TrainerCallback):
     """Every `every` steps: detection precision/recall/F1@0.5 on a held-out slice, logged and saved."""
 
-    def __init__(self, processor: Any, fmt: Any, samples: list[Sample], root: str | Path, *, every: int,
-                 max_new_tokens: int = 256, out_dir: str | Path | None = None, jam_only: bool = False,
-                 with_reason: bool = False) -> None:
-        self.processor, self.fmt, self.samples, self.root, self.jam_only = processor, fmt, samples, root, jam_only
-        self.with_reason = with_reason
+    def __init__(self, processor: Any, contract: Any, samples: list[Sample], root: str | Path, *, every: int,
+                 max_new_tokens: int = 256, out_dir: str | Path | None = None) -> None:
+        self.processor, self.contract, self.samples, self.root = processor, contract, samples, root
         self.every, self.max_new_tokens = every, max_new_tokens
         self.out_dir = Path(out_dir) if out_dir else None
         self.history: list[dict[str, Any]] = []
 
     def run(self, model: Any, step: int) -> dict[str, Any]:
         """Evaluate now; returns the summary dict."""
-        preds, _ = predict_detections(model, self.processor, self.fmt, self.samples, self.root,
-                                      jam_only=self.jam_only, with_reason=self.with_reason,
+        preds, _ = predict_detections(model, self.processor, self.contract, self.samples, self.root,
                                       max_new_tokens=self.max_new_tokens)
-        m = detection_metrics(self.samples, preds)
+        m = detection_metrics(self.samples, preds, self.contract)
         summary = {"step": step, **{k: m.get(k) for k in ("precision", "recall", "f1", "mean_iou", "jam_recall")}}
         self.history.append(summary)
         if self.out_dir is not None:

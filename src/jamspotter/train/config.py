@@ -1,6 +1,6 @@
 """The SFT training config: one YAML file, validated by pydantic, overridable with `--set a.b=value`.
 
-Every field carries its documentation (`jamspotter train show-config` prints them). Validation
+Every field carries its documentation (`jamspotter train config` prints them). Validation
 (`load_config`) happens before any model is loaded, so a typo costs a second, not a model load.
 """
 
@@ -37,28 +37,43 @@ class DataConfig(_Section):
     """Where the samples are and what the model sees of them."""
 
     train: str = Field(description="training samples: a samples.jsonl file or a folder holding one")
-    eval: str | None = Field(None, description="held-out samples for validation loss and detection F1 (optional)")
+    eval: str | None = Field(
+        None, description="validation samples (its split=val ones when it is split); null: train's split=val samples")
     eval_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0, description="when `eval` is unset, hold out this fraction of `train` (by seed)")
+        0.0, ge=0.0, lt=1.0,
+        description="when no validation samples exist, hold out this fraction of the unsplit train samples "
+                    "(grouped by image, by seed)")
     min_pixels: int = Field(3136, gt=0, description="smallest image area after smart_resize (bounds image tokens)")
     max_pixels: int = Field(
         401408, gt=0, description="largest image area after smart_resize; tokens ~= pixels / 784 (patch 14) or / 1024")
     detection: float = Field(1.0, ge=0.0, description="weight of plain box-detection examples per image with objects")
-    count: float = Field(0.0, ge=0.0, description="probability of adding a counting example per image with objects")
+    count: float = Field(
+        0.0, ge=0.0, description="probability of adding a counting example per image (absent classes answer 0)")
     region: float = Field(
         0.0, ge=0.0, description="probability of adding a region check (fully/partially inside) per image")
     vqa: bool = Field(
         True, description="train on `qa` turns (think/answer with crop tool calls) when samples have them")
     clips: bool = Field(True, description="train on clips (video/frames) when samples have them")
+    video_min_pixels: int | None = Field(
+        None, gt=0, description="smallest frame area of clips after smart_resize (null: the processor's own)")
+    video_max_pixels: int | None = Field(
+        None, gt=0, description="largest frame area of clips (null: the processor's own); tokens ~ frames/2 x this")
     clip_frames: int = Field(8, ge=2, description="frames sampled from a clip (even; decoded with av)")
     classes: list[str] | None = Field(
-        None, description="class names the detection prompt lists (null: the jamspotter taxonomy)")
-    jam_only: bool = Field(False, description="detection targets list only jam-causing classes (with reasons)")
+        None, description="class names every detection prompt lists (null: the taxonomy's + every label in the data)")
+    jam_only: bool = Field(False, description="detection asks for and targets list only jam-causing items")
+    with_reason: bool | None = Field(
+        None, description="jam-only answers give a one-line reason per item (null: when the training data has reasons)")
 
     @model_validator(mode="after")
     def _pixels(self) -> DataConfig:
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels {self.min_pixels} is larger than max_pixels {self.max_pixels}")
+        if (self.video_min_pixels or 0) > (self.video_max_pixels or float("inf")):
+            raise ValueError(f"video_min_pixels {self.video_min_pixels} is larger than video_max_pixels "
+                             f"{self.video_max_pixels}")
+        if self.with_reason and not self.jam_only:
+            raise ValueError("with_reason applies to jam-only answers; set jam_only: true")
         return self
 
 
@@ -230,7 +245,7 @@ def check_model_family(cfg: SFTRunConfig, source: str = "config") -> None:
 
 
 def describe_fields(model: type[BaseModel] = SFTRunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, description) for every field, for docs and `train show-config`."""
+    """(dotted key, default, description) for every field, for docs and `train config`."""
     rows = []
     for name, field in model.model_fields.items():
         ann = field.annotation
@@ -242,6 +257,23 @@ def describe_fields(model: type[BaseModel] = SFTRunConfig, prefix: str = "") -> 
     return rows
 
 
-def dump_config(cfg: SFTRunConfig) -> str:
-    """The config as YAML (what a run actually used; saved beside its checkpoints)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+def dump_config(cfg: SFTRunConfig, with_docs: bool = False) -> str:
+    """The config as YAML (what a run actually used; saved beside its checkpoints).
+
+    `with_docs` adds each field's meaning as a trailing comment (what `train config --config X` prints).
+    """
+    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    if not with_docs:
+        return text
+    docs = {key: doc for key, _, doc in describe_fields()}
+    lines, path = [], []
+    for line in text.splitlines():
+        indent = (len(line) - len(line.lstrip(" "))) // 2
+        key = line.strip().split(":", 1)[0]
+        if line.strip() and not line.lstrip().startswith("-") and ":" in line:
+            path = path[:indent] + [key]
+            doc = docs.get(".".join(path))
+            if doc:
+                line = f"{line}  # {doc}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -25,12 +25,10 @@ TOOL_CALL_END = "</tool_call>"
 
 @dataclass
 class Example:
-    """One training conversation: a sample and the task it is rendered as."""
+    """One training conversation: a sample (its task is what it carries) and the folder its paths are under."""
 
     sample: Sample
     root: str
-    task: str = "default"  # default (what the sample carries), count, region
-    region: list[float] | None = None
 
 
 def load_image(sample: Sample, root: str | Path) -> Any:
@@ -84,42 +82,21 @@ def is_clip(sample: Sample) -> bool:
     return sample.image is None and (sample.video is not None or bool(sample.frames))
 
 
-def render_task(fmt: Any, ex: Example, *, jam_only: bool = False, with_reason: bool = False
-                ) -> list[tuple[str, str]]:
-    """(user, assistant) text pairs for an example, all text from `jamspotter.formats`.
-
-    `with_reason` is one switch for the whole dataset: deciding it per image would let the prompt
-    reveal whether the image holds (reasoned) jam items.
-    """
-    from jamspotter.formats import tasks
-
-    s = ex.sample
-    if ex.task == "count":
-        return [tasks.render_count(s)]
-    if ex.task == "region":
-        size = fmt.image_size_of(s)
-        question = tasks.resolve_box_refs(fmt, tasks.region_question(ex.region), size)
-        return [(question, tasks.region_answer(s.objects, ex.region))]
-    if jam_only and not s.qa and s.target is None and (s.objects or s.label is None):
-        return [fmt.render_detection(s, jam_only=True, with_reason=with_reason)]
-    return fmt.render_turns(s)
-
-
 def crop_boxes(sample: Sample) -> list[list[float]]:
     """Crop boxes of all qa turns, in the order their tool calls appear."""
     return [c.bbox for turn in sample.qa for c in turn.crops]
 
 
 def build_conversation(
-    fmt: Any, ex: Example, *, clip_frames: int = 8, jam_only: bool = False, with_reason: bool = False,
-    with_answer: bool = True,
+    fmt: Any, ex: Example, *, clip_frames: int = 8, with_answer: bool = True,
 ) -> tuple[list[dict[str, Any]], list[Any], list[Any], list[dict]]:
     """(messages, images, videos, video_metadata) for the chat template and processor.
 
+    All text comes from `fmt.render_turns` (configured once from the run contract).
     with_answer=False drops the last assistant turn (the prompt for generation).
     """
     s = ex.sample
-    turns = render_task(fmt, ex, jam_only=jam_only, with_reason=with_reason)
+    turns = fmt.render_turns(s)
     images: list[Any] = []
     videos: list[Any] = []
     metas: list[dict] = []
@@ -132,7 +109,7 @@ def build_conversation(
         image = load_image(s, ex.root)
         images.append(image)
         media = {"type": "image"}
-    crops = crop_boxes(s) if ex.task == "default" else []
+    crops = crop_boxes(s)
     messages: list[dict[str, Any]] = []
     for i, (user, assistant) in enumerate(turns):
         content = [media, {"type": "text", "text": user}] if i == 0 else [{"type": "text", "text": user}]
@@ -190,17 +167,14 @@ def assistant_labels(input_ids: Any, tokenizer: Any) -> Any:
 class SFTCollator:
     """Turns `Example`s (as dataset rows) into padded model inputs with assistant-only labels."""
 
-    def __init__(self, processor: Any, fmt: Any, *, clip_frames: int = 8, jam_only: bool = False,
-                 with_reason: bool = False) -> None:
-        self.processor, self.fmt = processor, fmt
-        self.clip_frames, self.jam_only, self.with_reason = clip_frames, jam_only, with_reason
+    def __init__(self, processor: Any, fmt: Any, *, clip_frames: int = 8) -> None:
+        self.processor, self.fmt, self.clip_frames = processor, fmt, clip_frames
 
     def conversations(self, rows: list[dict[str, Any]], with_answer: bool = True) -> tuple[list[str], dict[str, Any]]:
         """Chat-template texts plus the processor's media arguments for a list of rows."""
         texts, images, videos, metas = [], [], [], []
         for row in rows:
             msgs, im, vid, meta = build_conversation(self.fmt, example_from_row(row), clip_frames=self.clip_frames,
-                                                     jam_only=self.jam_only, with_reason=self.with_reason,
                                                      with_answer=with_answer)
             texts.append(
                 self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answer))
@@ -229,39 +203,47 @@ class SFTCollator:
 
 
 def example_to_row(ex: Example) -> dict[str, Any]:
-    """A JSON-friendly dataset row (datasets.Dataset needs flat, typed columns)."""
-    return {"sample": ex.sample.to_json(), "root": ex.root, "task": ex.task, "region": ex.region or []}
+    """A JSON-friendly dataset row (datasets.Dataset needs flat, typed columns); `id` is the sample's id."""
+    return {"id": ex.sample.id, "sample": ex.sample.to_json(), "root": ex.root}
 
 
 def example_from_row(row: dict[str, Any]) -> Example:
     """Inverse of example_to_row."""
-    return Example(Sample.model_validate_json(row["sample"]), row["root"], row.get("task", "default"),
-                   list(row["region"]) if row.get("region") else None)
+    return Example(Sample.model_validate_json(row["sample"]), row["root"])
 
 
-def expand_examples(samples: list[Sample], root: str | Path, data_cfg: Any, seed: int = 0) -> list[Example]:
-    """The task mix: each sample as itself, plus count/region variants with the configured probabilities."""
+REGION_KINDS: tuple[str, ...] = ("full", "partial", "none")
+
+
+def expand_examples(samples: list[Sample], root: str | Path, tasks: Any, classes: list[str] | None = None,
+                    seed: int = 0) -> list[Example]:
+    """The task mix (`tasks`: a contract's TaskMix): each sample as itself, plus count and region variants.
+
+    Count and region variants come from `formats.augment.augment_sample`, the same generator `data augment`
+    uses, so both ask the same questions (count questions include absent classes, answer 0). With
+    `tasks.vqa` off, augmented copies (one image asked another question) are dropped, not turned into
+    more copies of the same detection example.
+    """
+    from jamspotter.formats.augment import augment_sample
+
     rng = random.Random(seed)
     out: list[Example] = []
     for s in samples:
-        if is_clip(s) and not data_cfg.clips:
+        if is_clip(s) and not tasks.clips:
             continue
-        if s.qa and not data_cfg.vqa:
+        if s.qa and not tasks.vqa:
+            if "augmented_from" in s.meta:
+                continue
             s = s.model_copy(update={"qa": []})
             if not s.objects and s.label is None:
                 continue
-        plain = not s.qa and s.target is None
-        weight = data_cfg.detection if plain and s.objects else 1.0
+        plain = not s.qa and s.target is None and not (s.label is not None and not s.objects)
+        weight = tasks.detection if plain and s.objects else 1.0
         reps = int(weight) + (rng.random() < weight - int(weight))
         out += [Example(s, str(root))] * reps
-        if plain and s.objects and not is_clip(s) and rng.random() < data_cfg.count:
-            out.append(Example(s, str(root), "count"))
-        if plain and not is_clip(s) and s.width and s.height and rng.random() < data_cfg.region:
-            out.append(Example(s, str(root), "region", _random_region(rng, s.width, s.height)))
+        if not plain or is_clip(s) or not (s.width and s.height):
+            continue
+        for kinds, p in ((("count",), tasks.count), (REGION_KINDS, tasks.region)):
+            if p > 0 and rng.random() < p:
+                out += [Example(a, str(root)) for a in augment_sample(s, kinds, 1, rng, classes)]
     return out
-
-
-def _random_region(rng: random.Random, w: int, h: int) -> list[float]:
-    x1, y1 = rng.uniform(0, w * 0.6), rng.uniform(0, h * 0.6)
-    return [round(x1), round(y1), round(min(w, x1 + rng.uniform(0.2, 0.5) * w)),
-            round(min(h, y1 + rng.uniform(0.2, 0.5) * h))]

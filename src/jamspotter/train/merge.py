@@ -6,21 +6,27 @@ import json
 from pathlib import Path
 
 from jamspotter.errors import JamspotterError
+from jamspotter.formats.contract import RunContract
+from jamspotter.outputs import check_output_dir, output_dir
 
 
-def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = None, dtype: str = "bf16") -> Path:
+def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = None, dtype: str = "bf16",
+                  overwrite: bool = False) -> Path:
     """Load base (from adapter_config.json unless given), apply the adapter, merge, save to `out`.
 
-    A folder without adapter_config.json (a full fine-tune) is re-saved in `dtype` as it is.
+    A folder without adapter_config.json (a full fine-tune) is re-saved in `dtype` as it is. The run
+    contract (jamspotter.json) goes along, so the merged model is asked exactly what the adapter was.
+    `out` follows the output policy: a new folder, or one jamspotter wrote with `overwrite`.
     """
-    import torch
     from peft import PeftModel
 
-    from jamspotter.models.loading import load_model, load_processor
+    from jamspotter.models.loading import load_model, load_processor, resolve_dtype
 
     adapter, out = Path(adapter), Path(out)
     if not adapter.is_dir():
         raise JamspotterError(f"{adapter}: no such adapter folder")
+    check_output_dir(out, overwrite=overwrite, inputs=[adapter])
+    contract = RunContract.load(adapter)
     adapter_cfg = adapter / "adapter_config.json"
     if adapter_cfg.is_file():
         base = base or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
@@ -34,8 +40,10 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
         raise JamspotterError(f"{adapter}: neither a LoRA adapter nor a model folder")
     if (adapter / "preprocessor_config.json").is_file() or (adapter / "processor_config.json").is_file():
         processor = load_processor(adapter)  # the processor (pixel budget) the model was trained with
-    model.to(torch.bfloat16 if dtype == "bf16" else model.dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))  # safetensors
-    processor.save_pretrained(str(out))
+    model.to(resolve_dtype(dtype))
+    with output_dir(out, "train merge", overwrite=overwrite, inputs=[adapter]) as stage:
+        model.save_pretrained(str(stage))  # safetensors
+        processor.save_pretrained(str(stage))
+        if contract is not None:
+            contract.save(stage)
     return out

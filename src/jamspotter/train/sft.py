@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 from jamspotter.data.io import atomic_write, read_samples, samples_path, write_json
 from jamspotter.data.records import Sample
+from jamspotter.errors import JamspotterError
+from jamspotter.formats.contract import RunContract, TaskMix, dataset_classes, taxonomy_overrides
 from jamspotter.train.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from jamspotter.train.config import SFTRunConfig, dump_config
 from jamspotter.train.data import Example, SFTCollator, example_to_row, expand_examples
@@ -37,33 +38,96 @@ class SFTResult:
 
 
 def split_samples(cfg: SFTRunConfig) -> tuple[list[Sample], Path, list[Sample], Path]:
-    """(train samples, train root, eval samples, eval root); eval held out from train if asked."""
+    """(train samples, train root, validation samples, their root): test samples are never returned.
+
+    Training takes `split == "train"` and unsplit samples of `data.train`. Validation takes the `val`
+    samples of `data.eval` (all of it when it is unsplit), else the `val` samples of `data.train`, else
+    (with `eval_fraction`) a seeded hold-out of whole groups (an image with its augmented copies).
+    """
+    from jamspotter.data.splits import holdout, select_split
+
     train_path = samples_path(cfg.data.train)
-    train = read_samples(train_path)
+    everything = read_samples(train_path)
+    train = select_split(everything, "train")
+    if not train:
+        raise JamspotterError(f"{train_path}: no training samples (split train, or unsplit)")
     if cfg.data.eval is not None:
         eval_path = samples_path(cfg.data.eval)
-        return train, train_path.parent, read_samples(eval_path), eval_path.parent
-    if cfg.data.eval_fraction > 0 and len(train) > 1:
-        order = list(range(len(train)))
-        random.Random(cfg.train.seed).shuffle(order)
-        n_eval = max(1, round(len(train) * cfg.data.eval_fraction))
-        held = set(order[:n_eval])
-        return ([s for i, s in enumerate(train) if i not in held], train_path.parent,
-                [s for i, s in enumerate(train) if i in held], train_path.parent)
-    return train, train_path.parent, [], train_path.parent
+        pool = read_samples(eval_path)
+        held = select_split(pool, "val") if any(s.split is not None for s in pool) else pool
+        return train, train_path.parent, held, eval_path.parent
+    held = select_split(everything, "val")
+    if not held and cfg.data.eval_fraction > 0 and len(train) > 1:
+        train, held = holdout(train, cfg.data.eval_fraction, cfg.train.seed)
+    return train, train_path.parent, held, train_path.parent
 
 
-def dataset_classes(samples: list[Sample]) -> list[str]:
-    """The default class list plus every other label in the data, sorted: one list for every prompt.
+def build_contract(cfg: SFTRunConfig, family: str, processor: Any, samples: list[Sample]) -> RunContract:
+    """Decide, once, what this run teaches the model to answer (saved as jamspotter.json beside the weights)."""
+    from jamspotter.formats import resize_params
 
-    A per-sample list would name exactly the unusual classes present in that image (the answer leaks
-    into the question), and inference, which reads this list from jamspotter.json, could never ask for them.
+    params = resize_params(processor)  # the processor actually loaded, with the configured budget
+    video = getattr(getattr(processor, "video_processor", None), "size", None) or {}
+    d = cfg.data
+    with_reason = d.with_reason if d.with_reason is not None else (
+        d.jam_only and any(o.reason for s in samples for o in s.objects))
+    return RunContract(
+        family=family, min_pixels=params.min_pixels, max_pixels=params.max_pixels,
+        video_min_pixels=_size_value(video, "shortest_edge"), video_max_pixels=_size_value(video, "longest_edge"),
+        clip_frames=d.clip_frames, classes=d.classes or dataset_classes(samples), jam_only=d.jam_only,
+        taxonomy=taxonomy_overrides(samples), with_reason=with_reason,
+        tasks=TaskMix(detection=d.detection, count=d.count, region=d.region, vqa=d.vqa, clips=d.clips),
+        training=run_identity(cfg),
+    )
+
+
+def _size_value(size: Any, key: str) -> int | None:
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
+
+
+def run_identity(cfg: SFTRunConfig) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed by this config: model, method, LoRA shape, pixels, data."""
+    ft, d = cfg.finetune, cfg.data
+    return json.loads(json.dumps({
+        "model": cfg.model.name, "family": cfg.model.family, "method": ft.method,
+        "lora": None if ft.method == "full" else {"r": ft.lora_r, "alpha": ft.lora_alpha, "targets": ft.lora_targets},
+        "min_pixels": d.min_pixels, "max_pixels": d.max_pixels,
+        "video_min_pixels": d.video_min_pixels, "video_max_pixels": d.video_max_pixels,
+        "data": str(samples_path(d.train).resolve()), "jam_only": d.jam_only,
+    }))
+
+
+RUN_FILE = "run.json"  # run_identity of the run that owns an output folder
+
+
+def prepare_output(cfg: SFTRunConfig, *, resume: bool, overwrite: bool) -> Path:
+    """Check and claim `train.output_dir` before anything is loaded (main process only).
+
+    A folder holding another run is refused unless `resume` (its recorded identity must match this
+    config) or `overwrite` (replaces it whole, only when jamspotter wrote it).
     """
-    from jamspotter.data.taxonomy import JAM_CLASSES, MATERIAL_CLASSES
+    from jamspotter.outputs import is_empty_dir, prepare_dir
 
-    base = list(JAM_CLASSES + MATERIAL_CLASSES)
-    labels = {o.label for s in samples for o in [*s.objects, *(o for f in s.frame_objects or [] for o in f)]}
-    return base + sorted(labels - set(base))
+    out = Path(cfg.train.output_dir)
+    if resume and overwrite:
+        raise JamspotterError("--resume and --overwrite contradict each other: choose one")
+    if resume and out.is_dir() and not is_empty_dir(out):
+        recorded_path = out / RUN_FILE
+        if not recorded_path.is_file():
+            raise JamspotterError(f"{out}: no {RUN_FILE}, so not a jamspotter training run; cannot --resume it")
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+        now = run_identity(cfg)
+        diff = [k for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k)]
+        if diff:
+            k = diff[0]
+            more = f" (+{len(diff) - 1} more)" if len(diff) > 1 else ""
+            raise JamspotterError(f"{out}: cannot --resume: the checkpoint's {k} is {recorded.get(k)!r} but this "
+                                  f"config has {now.get(k)!r}{more}")
+        return out
+    prepare_dir(out, "train sft", overwrite=overwrite, inputs=[cfg.data.train, cfg.data.eval])
+    write_json(out / RUN_FILE, run_identity(cfg))
+    return out
 
 
 def resolve_model_name(cfg: SFTRunConfig) -> str:
@@ -92,7 +156,8 @@ def prepare_model(cfg: SFTRunConfig, weights_from: Path | None = None) -> tuple[
     model, processor = load_model(
         str(weights_from) if weights_from else resolve_model_name(cfg), family=cfg.model.family,
         quantization=cfg.quantization, dtype=cfg.model.dtype, attn=cfg.model.attn, min_pixels=cfg.data.min_pixels,
-        max_pixels=cfg.data.max_pixels,
+        max_pixels=cfg.data.max_pixels, video_min_pixels=cfg.data.video_min_pixels,
+        video_max_pixels=cfg.data.video_max_pixels,
     )
     family = model.jamspotter_family
     ft = cfg.finetune
@@ -148,8 +213,11 @@ def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
     )
 
 
-def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFTResult:
+def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False, log: Any = print) -> SFTResult:
     """Train as configured; `resume` continues from the newest complete checkpoint in output_dir.
+
+    The run contract (`jamspotter.json`) is decided once from the config, the processor and the training
+    samples; the collator, the F1 callback and the saved model all use it.
 
     Under torchrun / accelerate launch every rank runs this; only the main process writes files
     (the Trainer's checkpoints follow the same rule) and logs, the others train and evaluate.
@@ -158,7 +226,6 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     import transformers
     from trl import SFTTrainer
 
-    from jamspotter.formats import get_format
     from jamspotter.train.callbacks import DetectionF1Callback
 
     start = time.time()
@@ -173,9 +240,10 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
         log = _quiet
     out = Path(cfg.train.output_dir)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_output(cfg, resume=resume, overwrite=overwrite)
         with atomic_write(out / "train_config.yaml") as fh:
             fh.write(dump_config(cfg))
+    state.wait_for_everyone()  # the other ranks start once the folder is claimed
 
     train, train_root, held_out, eval_root = split_samples(cfg)
     checkpoint = latest_complete_checkpoint(out) if resume else None
@@ -185,24 +253,21 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     with state.main_process_first():  # a `tiny:` base is built once, by rank 0, before any rank loads it
         resolve_model_name(cfg)
     model, processor, family = prepare_model(cfg, weights_from=full_weights)
-    fmt = get_format(family, processor=processor, classes=cfg.data.classes or dataset_classes(train + held_out))
-    examples = expand_examples(train, train_root, cfg.data, seed=cfg.train.seed)
+    contract = build_contract(cfg, family, processor, train + held_out)
+    fmt = contract.format(processor)
+    examples = expand_examples(train, train_root, contract.tasks, contract.classes, seed=cfg.train.seed)
     train_ds = datasets.Dataset.from_list([example_to_row(e) for e in examples])
     eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
                if held_out else None)
-    # jam-only targets carry one-line reasons when the data has them: one switch for the whole run
-    with_reason = cfg.data.jam_only and any(o.reason for s in train for o in s.objects)
-    collator = SFTCollator(processor, fmt, clip_frames=cfg.data.clip_frames, jam_only=cfg.data.jam_only,
-                           with_reason=with_reason)
+    collator = SFTCollator(processor, fmt, clip_frames=contract.clip_frames)
     callbacks: list[Any] = [CompleteMarkerCallback()]
     f1_slice = [s for s in held_out if s.image is not None][: cfg.train.f1_samples]
     zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
     if cfg.train.f1_steps and f1_slice and zero3:
         log("detection F1 callback off under ZeRO-3 (generation on one rank would wait for the others' shards)")
     elif cfg.train.f1_steps and f1_slice:
-        callbacks.append(DetectionF1Callback(processor, fmt, f1_slice, eval_root, every=cfg.train.f1_steps,
-                                             max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out,
-                                             jam_only=cfg.data.jam_only, with_reason=with_reason))
+        callbacks.append(DetectionF1Callback(processor, contract, f1_slice, eval_root, every=cfg.train.f1_steps,
+                                             max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out))
     trainer = SFTTrainer(model=model, args=sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=processor, data_collator=collator, callbacks=callbacks)
 
@@ -214,12 +279,10 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, log: Any = print) -> SFT
     trainer.save_model(str(final))  # every rank calls it (ZeRO-3 gathers shards); the main one writes
     if main:
         processor.save_pretrained(str(final))
-        # What inference needs to ask the same question the model was trained on.
-        write_json(final / "jamspotter.json", {
-            "family": family, "classes": list(fmt.classes), "jam_only": cfg.data.jam_only, "with_reason": with_reason,
-            "min_pixels": cfg.data.min_pixels, "max_pixels": cfg.data.max_pixels, "method": cfg.finetune.method})
+        contract.save(final)  # what every later stage asks the model
     metrics: dict[str, Any] = {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
                                "family": family, "method": cfg.finetune.method, "examples": len(examples),
+                               "train_samples": len(train), "val_samples": len(held_out),
                                "processes": state.num_processes}
     if eval_ds is not None:
         metrics.update(trainer.evaluate())  # a collective: every rank evaluates its shard
