@@ -18,7 +18,7 @@ install-dev: $(BIN)/python
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
 
 demo: install
-	$(BIN)/jamspotter demo --out demo_out
+	$(BIN)/jamspotter demo --out demo_out --overwrite
 
 test: install-dev
 	$(BIN)/ruff check src tests benchmarks

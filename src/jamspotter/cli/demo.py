@@ -59,10 +59,13 @@ def demo_steps(out: Path, quick: bool = False) -> list[list[str]]:
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for everything the demo writes."),
     quick: bool = typer.Option(False, help="Smaller data and 10 training steps (for tests)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo's folder."),
 ) -> None:
     """Run the whole pipeline on synthetic belts: data -> SFT -> detect -> evaluate -> line twin."""
+    from jamspotter.outputs import prepare_dir
+
     start = time.time()
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_dir(out, "demo", overwrite=overwrite)  # the demo's steps then write into new folders inside it
     for args in demo_steps(out, quick=quick):
         _run(args)
     metrics = json.loads((out / "report" / "metrics.json").read_text())

@@ -32,8 +32,10 @@ def infer_cmd(
 
     from jamspotter.infer import Detector
     from jamspotter.infer.inputs import collect_inputs, write_predictions
+    from jamspotter.models.loading import check_model_source
     from jamspotter.outputs import check_output_file
 
+    check_model_source(model)  # a mistyped local folder fails now, not after reading the inputs
     check_output_file(out, overwrite=overwrite, inputs=inputs)
     samples = collect_inputs(inputs, split=split)
     detector = Detector(model, family=family, quantization=quantization, dtype=dtype, device=device,

@@ -64,8 +64,10 @@ def split_samples(cfg: SFTRunConfig) -> tuple[list[Sample], Path, list[Sample], 
 
 def build_contract(cfg: SFTRunConfig, family: str, processor: Any, samples: list[Sample]) -> RunContract:
     """Decide, once, what this run teaches the model to answer (saved as jamspotter.json beside the weights)."""
+    from jamspotter.data.exporters import check_box_family
     from jamspotter.formats import resize_params
 
+    check_box_family(samples, family)  # chat imports holding another family's box numbers are refused
     params = resize_params(processor)  # the processor actually loaded, with the configured budget
     video = getattr(getattr(processor, "video_processor", None), "size", None) or {}
     d = cfg.data
@@ -90,7 +92,7 @@ def run_identity(cfg: SFTRunConfig) -> dict[str, Any]:
     """What a checkpoint must agree on to be resumed by this config: model, method, LoRA shape, pixels, data."""
     ft, d = cfg.finetune, cfg.data
     return json.loads(json.dumps({
-        "model": cfg.model.name, "family": cfg.model.family, "method": ft.method,
+        "method": ft.method, "model": cfg.model.name, "family": cfg.model.family,
         "lora": None if ft.method == "full" else {"r": ft.lora_r, "alpha": ft.lora_alpha, "targets": ft.lora_targets},
         "min_pixels": d.min_pixels, "max_pixels": d.max_pixels,
         "video_min_pixels": d.video_min_pixels, "video_max_pixels": d.video_max_pixels,
@@ -107,7 +109,7 @@ def prepare_output(cfg: SFTRunConfig, *, resume: bool, overwrite: bool) -> Path:
     A folder holding another run is refused unless `resume` (its recorded identity must match this
     config) or `overwrite` (replaces it whole, only when jamspotter wrote it).
     """
-    from jamspotter.outputs import is_empty_dir, prepare_dir
+    from jamspotter.outputs import check_output_dir, is_empty_dir, prepare_dir
 
     out = Path(cfg.train.output_dir)
     if resume and overwrite:
@@ -118,14 +120,17 @@ def prepare_output(cfg: SFTRunConfig, *, resume: bool, overwrite: bool) -> Path:
             raise JamspotterError(f"{out}: no {RUN_FILE}, so not a jamspotter training run; cannot --resume it")
         recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
         now = run_identity(cfg)
-        diff = [k for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k)]
+        keys = [*now, *(k for k in recorded if k not in now)]  # in run_identity's order: model, method first
+        diff = [k for k in keys if recorded.get(k) != now.get(k)]
         if diff:
             k = diff[0]
             more = f" (+{len(diff) - 1} more)" if len(diff) > 1 else ""
             raise JamspotterError(f"{out}: cannot --resume: the checkpoint's {k} is {recorded.get(k)!r} but this "
                                   f"config has {now.get(k)!r}{more}")
         return out
-    prepare_dir(out, "train sft", overwrite=overwrite, inputs=[cfg.data.train, cfg.data.eval])
+    inputs = [cfg.data.train, cfg.data.eval]
+    check_output_dir(out, overwrite=overwrite, inputs=inputs, option="--resume to continue that run or --overwrite")
+    prepare_dir(out, "train sft", overwrite=overwrite, inputs=inputs)
     write_json(out / RUN_FILE, run_identity(cfg))
     return out
 
@@ -199,8 +204,9 @@ def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
         output_dir=t.output_dir, learning_rate=t.lr, lr_scheduler_type=t.scheduler, warmup_steps=t.warmup_ratio,
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        gradient_accumulation_steps=t.grad_accum, activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        dataloader_pin_memory=torch.cuda.is_available(),
         bf16=bf16, seed=t.seed, data_seed=t.seed, eval_strategy=eval_strategy, eval_steps=t.eval_steps or None,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps, report_to="none" if report == ["none"] else report,
