@@ -50,11 +50,11 @@ def test_batched_generation_equals_one_by_one(detectors: dict, family: str) -> N
         assert res.input_size == det.format.input_size(*im.size)
         factor = det.format.params.factor  # 28 for Qwen2/2.5-VL, 32 for Qwen3-VL
         assert res.input_size[0] % factor == 0 and res.input_size[1] % factor == 0
-        for box in res.detections:  # whatever garbage came out, boxes are inside the original image
+        for box in res.objects:  # whatever garbage came out, boxes are inside the original image
             x1, y1, x2, y2 = box.bbox
             assert 0 <= x1 <= x2 <= im.width and 0 <= y1 <= y2 <= im.height
             assert box.score is None
-        if not res.detections:
+        if not res.objects:
             assert res.problems, "an answer without boxes must say why"
 
 
@@ -75,8 +75,8 @@ def test_known_answer_comes_back_in_original_pixels(detectors: dict, family: str
 
     monkeypatch.setattr(det.model, "generate", fake_generate)
     (res,) = det.detect([image])
-    assert [b.label for b in res.detections] == ["rope"]
-    assert np.allclose(res.detections[0].bbox, truth[0].bbox, atol=2.0)
+    assert [b.label for b in res.objects] == ["rope"]
+    assert np.allclose(res.objects[0].bbox, truth[0].bbox, atol=2.0)
     assert "<|im_end|>" not in res.text
 
 

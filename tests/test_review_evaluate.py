@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 from jamspotter.data.records import Sample
+from jamspotter.detections import Detections
 from jamspotter.evaluate.predictions import load_predictions
-from jamspotter.infer.detector import DetectionResult, prediction_sample
 from jamspotter.infer.inputs import prediction_record
 
 
 def test_raw_qwen25_text_is_reparsed_against_the_recorded_input_size(tmp_path: Path) -> None:
     # A model fine-tuned with a small max_pixels saw a 448x252 input of a 1280x720 image and wrote pixels of it.
     text = '```json\n[{"bbox_2d": [112, 63, 224, 126], "label": "rope"}]\n```'
-    result = DetectionResult([], text, [], image_size=(1280, 720), input_size=(448, 252))
-    record = prediction_record(prediction_sample(Sample(id="a", image="a.jpg", width=1280, height=720), result))
+    result = Detections([], text=text, image_size=(1280, 720), input_size=(448, 252))
+    record = prediction_record(result.to_sample(Sample(id="a", image="a.jpg", width=1280, height=720)))
     pred = tmp_path / "pred.jsonl"
     pred.write_text(json.dumps(record) + "\n")
     gt = [Sample(id="a", image="a.jpg", width=1280, height=720)]

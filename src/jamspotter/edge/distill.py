@@ -45,7 +45,7 @@ def pseudo_label(teacher: Any, frames_dir: str | Path, out_dir: str | Path, batc
         samples.append(Sample(
             id=path.relative_to(root).with_suffix("").as_posix(),
             image=os.path.relpath(path.resolve(), pseudo_dir.resolve()),
-            width=w, height=h, objects=res.detections, source=f"teacher:{teacher.name_or_path}",
+            width=w, height=h, objects=res.objects, source=f"teacher:{teacher.name_or_path}",
             meta={"text": res.text, "parse_problems": res.problems}))
     write_samples(pseudo_dir / "samples.jsonl", samples)
     return samples

@@ -11,13 +11,13 @@ VLM text carries no confidence, so `score` stays None (the evaluator treats that
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from jamspotter.data.records import BoxObject, Sample
+from jamspotter.data.records import Sample
+from jamspotter.detections import Detections
 from jamspotter.errors import DataError, JamspotterError
 from jamspotter.formats.contract import RunContract, untrained_contract
 
@@ -39,18 +39,6 @@ def contract_for_task(contract: RunContract, task: str) -> RunContract:
     if task == "auto" or (task == "detect_jam") == contract.jam_only:
         return contract
     return contract.model_copy(update={"jam_only": task == "detect_jam", "with_reason": False})
-
-
-@dataclass
-class DetectionResult:
-    """One image's answer: boxes (original pixels), the raw model text and what the parser had to fix."""
-
-    detections: list[BoxObject]
-    text: str
-    problems: list[str] = field(default_factory=list)
-    image_size: tuple[int, int] = (0, 0)  # (width, height) of the original image
-    input_size: tuple[int, int] = (0, 0)  # (width, height) the model saw after smart_resize
-    frame: int | None = None  # frame index when it came from a clip
 
 
 def to_pil(image: ImageLike) -> Any:
@@ -200,7 +188,7 @@ class Detector:
             return [(int(w) * self._patch, int(h) * self._patch) for _, h, w in grid.tolist()]
         return [self.format.input_size(*im.size) for im in images]
 
-    def _generate(self, images: list[Any]) -> list[DetectionResult]:
+    def _generate(self, images: list[Any]) -> list[Detections]:
         import torch
 
         text = self._chat_text()
@@ -223,14 +211,14 @@ class Detector:
             boxes, problems = self.format.parse_detections(raw, image.size, size)
             if cut and not any(stop in full for stop in self._stops):
                 problems.append(f"answer cut at max_new_tokens={self.max_new_tokens}")
-            results.append(DetectionResult(boxes, raw, problems, tuple(image.size), size))
+            results.append(Detections(boxes, tuple(image.size), size, raw, problems))
         return results
 
-    def detect(self, images: Sequence[ImageLike], batch_size: int = 4, progress: bool = False) -> list[DetectionResult]:
-        """One `DetectionResult` per image, in order. Images: PIL, paths or RGB arrays (any sizes)."""
+    def detect(self, images: Sequence[ImageLike], batch_size: int = 4, progress: bool = False) -> list[Detections]:
+        """One `Detections` per image, in order. Images: PIL, paths or RGB arrays (any sizes)."""
         if batch_size < 1:
             raise JamspotterError(f"batch_size must be >= 1, got {batch_size}")
-        results: list[DetectionResult] = []
+        results: list[Detections] = []
         batches = _batched(images, batch_size)
         if progress:
             from rich.progress import track
@@ -240,9 +228,9 @@ class Detector:
             results += self._generate([to_pil(im) for im in batch])
         return results
 
-    def detect_video(self, path: str | Path, every_n: int = 1, batch_size: int = 4) -> list[DetectionResult]:
+    def detect_video(self, path: str | Path, every_n: int = 1, batch_size: int = 4) -> list[Detections]:
         """Detect on every `every_n`-th frame of a clip (decoded with av); `frame` holds each frame's index."""
-        results: list[DetectionResult] = []
+        results: list[Detections] = []
         for batch in _batched(iter_video_frames(path, every_n), batch_size):
             for (index, _), res in zip(batch, self._generate([im for _, im in batch]), strict=True):
                 res.frame = index
@@ -265,7 +253,7 @@ class Detector:
         results = self.detect([samples[i].image_path(root) for i in on_images], batch_size=batch_size,
                               progress=progress)
         for i, res in zip(on_images, results, strict=True):
-            out[i] = prediction_sample(samples[i], res)
+            out[i] = res.to_sample(samples[i])
         for i, s in enumerate(samples):
             if out[i] is None:
                 out[i] = self._detect_clip(s, root, batch_size, every_n)
@@ -280,15 +268,5 @@ class Detector:
             indices = [int(r.frame or 0) for r in results]
         meta = {**sample.meta, "text": [r.text for r in results], "parse_problems": [r.problems for r in results],
                 "frame_indices": indices}
-        return sample.model_copy(update={"objects": [], "frame_objects": [r.detections for r in results],
+        return sample.model_copy(update={"objects": [], "frame_objects": [r.objects for r in results],
                                          "qa": [], "label": None, "target": None, "meta": meta})
-
-
-def prediction_sample(sample: Sample, result: DetectionResult) -> Sample:
-    """`sample` with its objects replaced by the detections (other annotations dropped), text in meta."""
-    w, h = result.image_size
-    meta = {**sample.meta, "text": result.text, "parse_problems": list(result.problems)}
-    if all(result.input_size):  # Qwen2.5-VL text is in pixels of this input: keep it so `--raw` re-parses right
-        meta["input_size"] = list(result.input_size)
-    return sample.model_copy(update={"objects": list(result.detections), "width": w, "height": h, "qa": [],
-                                     "label": None, "target": None, "frame_objects": None, "meta": meta})
