@@ -184,9 +184,12 @@ def check_output_file(out: str | Path, *, overwrite: bool, inputs: Iterable[str 
                       option: str = "--overwrite") -> Path:
     """Refuse an existing file without `overwrite`, a folder, and any path that is or lies in an input."""
     out = Path(out)
+    inputs = list(inputs)
     check_not_input(out, inputs)
     if out.is_dir():
         raise OutputError(f"{out}: is a folder; give a file path")
+    if out.exists() and any(i is not None and _resolved(i) in _resolved(out).parents for i in inputs):
+        raise OutputError(f"{out}: is a file of the command's own input; choose another output")
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: exists; pass {option} to replace it")
     parent = out.absolute().parent

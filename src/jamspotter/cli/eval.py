@@ -32,11 +32,11 @@ def _load_gt(gt: Path):  # noqa: ANN202 - (samples, root)
 
 
 def _report_dir(out: Path, task: str, overwrite: bool, pred: Path, gt: Path):  # noqa: ANN202 - context manager
-    """The output policy for a report folder: written whole into a staging folder, swapped in on success."""
-    from jamspotter.data.io import samples_path
+    """The output policy for a report folder: written whole into a staging folder, swapped in on success,
+    never into (or around) the predictions or the ground truth as given."""
     from jamspotter.outputs import output_dir
 
-    return output_dir(out, f"eval {task}", overwrite=overwrite, inputs=[pred, samples_path(gt)])
+    return output_dir(out, f"eval {task}", overwrite=overwrite, inputs=[pred, gt])
 
 
 def _print(task: str, metrics: dict, out: Path) -> None:
