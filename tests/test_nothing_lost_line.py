@@ -293,6 +293,17 @@ def test_edge_outputs_follow_the_policy(tmp_path):
                 ["edge", "train-detector", "--data", str(tmp_path / "x"), "--out", str(foreign)]):
         assert one_error_line(runner.invoke(app, cmd), "did not write"), cmd
     assert (foreign / "a.txt").read_text() == "keep"
+    assert one_error_line(runner.invoke(app, ["edge", "train", "--data", str(tmp_path / "x"), "--out",
+                                              str(tmp_path / "new"), "--lr", "nan"]), "--lr")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--threshold", "nan"), ("--review-below", "nan"),
+                                               ("--interval", "inf"), ("--cooldown", "nan")])
+def test_line_run_numbers_are_checked(tmp_path, option, value):
+    r = runner.invoke(app, ["line", "run", "--source", "synth", "--frames", "1", "--model", "none", option, value,
+                            "--out", str(tmp_path / "o")])
+    assert one_error_line(r, option), r.output
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.fixture()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
 from jamspotter.cli.app import edge_app
+from jamspotter.errors import JamspotterError
 
 
 @edge_app.command("train")
@@ -36,6 +38,8 @@ def train_cmd(
     from jamspotter.edge.train import EdgeTrainConfig, train_classifier
     from jamspotter.outputs import output_dir
 
+    if not (math.isfinite(lr) and lr > 0):
+        raise JamspotterError(f"--lr must be a finite number > 0, got {lr}")
     if threads:
         torch.set_num_threads(threads)
 

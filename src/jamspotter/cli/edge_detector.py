@@ -26,8 +26,15 @@ def _threads(threads: int | None) -> None:
 
 
 def _config(epochs: int, batch_size: int, lr: float, image_size: int, score_threshold: float, seed: int):  # noqa: ANN202
-    from jamspotter.edge.detector import DetectorTrainConfig
+    import math
 
+    from jamspotter.edge.detector import DetectorTrainConfig
+    from jamspotter.errors import JamspotterError
+
+    if not (math.isfinite(lr) and lr > 0):
+        raise JamspotterError(f"--lr must be a finite number > 0, got {lr}")
+    if not 0.0 <= score_threshold <= 1.0:  # also refuses NaN
+        raise JamspotterError(f"--score-threshold must be in [0, 1], got {score_threshold}")
     return DetectorTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                                score_threshold=score_threshold, seed=seed)
 

@@ -84,6 +84,8 @@ def detection(
     from jamspotter.evaluate.predictions import load_predictions
     from jamspotter.evaluate.report import write_detection_report
 
+    if not 0.0 <= iou <= 1.0:  # also refuses NaN
+        raise JamspotterError(f"--iou must be in [0, 1], got {iou}")
     if raw and family is None:
         raise JamspotterError("--raw needs --family (qwen2-vl, qwen2.5-vl or qwen3-vl)")
     with _report_dir(out, "detection", overwrite, pred, gt) as stage:

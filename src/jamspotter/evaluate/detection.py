@@ -18,7 +18,7 @@ import numpy as np
 
 from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import Taxonomy, canonical_label, normalise
-from jamspotter.errors import DataError
+from jamspotter.errors import DataError, JamspotterError
 from jamspotter.evaluate.clips import expand_clips
 from jamspotter.evaluate.matching import match_dataset
 from jamspotter.evaluate.pairing import WarningLog, pair_by_id, prf, ratio
@@ -112,8 +112,8 @@ def evaluate_detection_run(
 
     `map_backend` picks the COCOeval implementation (`auto`, `faster`, `pycocotools`; see `coco.py`).
     """
-    if not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    if not 0.0 <= iou_threshold <= 1.0:  # also refuses NaN
+        raise JamspotterError(f"the IoU threshold must be in [0, 1], got {iou_threshold}")
     if coco:  # an unusable backend fails before any work
         from jamspotter.evaluate.coco import resolve_map_backend
 

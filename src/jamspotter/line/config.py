@@ -120,7 +120,8 @@ def load_line_config(path: str | Path | None = None) -> LineConfig:
 
 
 def detector_from_metrics(path: str | Path, latency_s: float = 0.2) -> DetectorSpec:
-    """A DetectorSpec from `jamspotter eval` metrics.json: `jam_recall`/`jam_precision`, else `recall`/`precision`."""
+    """A DetectorSpec from `jamspotter eval` metrics.json: `jam_recall`/`jam_precision` (jam-causing boxes found
+    whatever jam class they were called: what the picker removes), else `recall`/`precision`."""
     path = Path(path)
     data = read_mapping(path, "detector metrics")
 
