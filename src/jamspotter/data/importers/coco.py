@@ -55,6 +55,14 @@ def _unique_image_ids(name: str, images: list) -> None:
                         "image ids must be unique")
 
 
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _category_id(value: object) -> int:
     cid = int(value)  # type: ignore[call-overload]  # bad types end as one-line entry errors
     if isinstance(value, float) and cid != value:
@@ -121,7 +129,7 @@ def import_coco(src: str | Path, ctx: ImportContext) -> list[Sample]:
                 source=f"coco:{path.name}#{img['id']}",
             ))
     # Annotations that point at no image are a broken file, not something to drop quietly.
-    image_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)}
+    image_ids = {img.get("id") for img in data["images"] if isinstance(img, dict) and _hashable(img.get("id"))}
     for img_id, anns in by_image.items():
         if img_id not in image_ids:
             with ctx.entry(f"{name}:annotations[{anns[0][0]}]"):
