@@ -172,7 +172,7 @@ def test_cli_augment_and_render(tmp_path):
             (user, assistant), = get_format(family).render_turns(s)
             assert "<bbox>" not in user
     r = CliRunner().invoke(app, ["data", "augment", str(src), "--only-new", "--out", str(src)])
-    assert r.exit_code == 2 and "overwrite" in r.output and len(read_samples(src)) == 2
+    assert r.exit_code == 2 and "own input" in r.output and len(read_samples(src)) == 2
     r = CliRunner().invoke(app, ["data", "augment", str(src), "--kinds", "count,bogus"])
     assert r.exit_code == 2 and "error: --kinds: unknown bogus" in r.output
 
