@@ -121,17 +121,15 @@ def test_run_cli_on_folder_and_synth(tmp_path, edge_checkpoint):
 
 
 def test_vlm_adapter_maps_detections_to_frame_predictions(tmp_path):
-    from types import SimpleNamespace
-
     from jamspotter.data.records import BoxObject
+    from jamspotter.detections import Detections
     from jamspotter.line.adapters import CLEAR, DetectorFrameModel
 
     answers = [
-        SimpleNamespace(detections=[BoxObject(label="rope", bbox=[0, 0, 4, 4]),
-                                    BoxObject(label="paper", bbox=[1, 1, 2, 2])], problems=[]),
-        SimpleNamespace(detections=[BoxObject(label="paper", bbox=[1, 1, 2, 2])], problems=[]),
-        SimpleNamespace(detections=[BoxObject(label="plastic bag", bbox=[0, 0, 3, 3], score=0.7)],
-                        problems=["unclosed fence"]),
+        Detections([BoxObject(label="rope", bbox=[0, 0, 4, 4]), BoxObject(label="paper", bbox=[1, 1, 2, 2])]),
+        Detections([BoxObject(label="paper", bbox=[1, 1, 2, 2])]),
+        Detections([BoxObject(label="plastic bag", bbox=[0, 0, 3, 3], score=0.7)],
+                   problems=["1 unclosed '{' (truncated output?): incomplete items dropped"]),
     ]
 
     class FakeDetector:
@@ -144,7 +142,7 @@ def test_vlm_adapter_maps_detections_to_frame_predictions(tmp_path):
                         tmp_path / "q")
     rows = [json.loads(x) for x in (tmp_path / "o" / "frames.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == ["rope", CLEAR, "plastic bag"]
-    assert [r["alert"] for r in rows] == [True, False, False]  # frame 2: repaired answer -> confidence 0
+    assert [r["alert"] for r in rows] == [True, False, False]  # frame 2: answer cut off -> confidence 0
     assert len(rows[0]["detections"]) == 2 and report["review"] == 1
 
 

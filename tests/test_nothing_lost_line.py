@@ -181,8 +181,7 @@ def test_reused_out_and_review_dir_need_overwrite(tmp_path, edge_checkpoint):
 
 
 def test_a_cosmetic_parser_note_keeps_the_frame_score(tmp_path):
-    from types import SimpleNamespace
-
+    from jamspotter.detections import Detections
     from jamspotter.formats import get_format
     from jamspotter.line.adapters import DetectorFrameModel
 
@@ -197,7 +196,7 @@ def test_a_cosmetic_parser_note_keeps_the_frame_score(tmp_path):
             out = []
             for _ in images:
                 boxes, problems = fmt.parse_detections(answers.pop(0), (100, 100))
-                out.append(SimpleNamespace(detections=boxes, problems=problems))
+                out.append(Detections(boxes, problems=problems))
             return out
 
     preds = DetectorFrameModel(FakeDetector()).predict([np.zeros((100, 100, 3), np.uint8)] * 4)
@@ -413,3 +412,23 @@ def test_a_killed_run_leaves_a_consistent_log(tmp_path_factory, kill_folder, del
     else:
         assert proc.returncode == 128 + sig, err.decode()
         assert summary["stopped_by"] == signal.Signals(sig).name and b"Traceback" not in err
+
+
+def test_a_qwen_folder_with_model_safetensors_runs_as_a_vlm(tmp_path, monkeypatch):
+    import jamspotter.line.adapters as adapters
+
+    vlm = tmp_path / "vlm"
+    vlm.mkdir()
+    (vlm / "config.json").write_text("{}")
+    (vlm / "model.safetensors").write_bytes(b"")  # save_pretrained writes this name too
+    loaded = []
+
+    def fake(name: str, **kwargs):
+        loaded.append(name)
+        return Shade()
+
+    monkeypatch.setattr(adapters, "load_vlm_frame_model", fake)
+    r = runner.invoke(app, ["line", "run", "--source", "synth", "--frames", "1", "--model", str(vlm),
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert loaded == [str(vlm)]

@@ -167,7 +167,8 @@ def run_cmd(
         check_output_dir(review_dir, overwrite=overwrite, inputs=inputs, option="--overwrite")
         check_not_input(review_dir, [out])  # two different folders, neither inside the other
     is_box_detector = (model / "detector.json").is_file() or model.name.startswith("detector.")
-    is_classifier = model.suffix in (".onnx", ".safetensors") or (model / "model.safetensors").is_file()
+    # an edge checkpoint folder holds model.json (a Qwen-VL folder also holds a model.safetensors, never model.json)
+    is_classifier = model.suffix in (".onnx", ".safetensors") or (model / "model.json").is_file()
     if is_box_detector:  # the edge SSDlite detector (`jamspotter edge train-detector`)
         from jamspotter.line.adapters import load_box_frame_model
 

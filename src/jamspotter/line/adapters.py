@@ -1,6 +1,6 @@
 """Adapters that make box detectors `FrameModel`s for the stream runner.
 
-- `DetectorFrameModel`: a VLM `jamspotter.infer.Detector` (`detect(images) -> results with .detections`).
+- `DetectorFrameModel`: a VLM `jamspotter.infer.Detector` (`detect(images) -> [Detections]`).
   VLM text carries no confidence, so a jam-risk box counts with score 1.0 unless the model gave one. A frame
   whose answer could not be read whole (output cut off, items dropped or ignored, no boxes found, a box
   without a label) gets confidence 0: it goes to the review queue. Cosmetic parser notes (a `bbox` key
@@ -45,14 +45,14 @@ def frame_verdict(boxes: Sequence[BoxObject], taxonomy: Taxonomy, sure: float = 
 
 
 class DetectorFrameModel:
-    """Wrap anything with `detect(images, batch_size=...) -> [result with .detections, .problems]`."""
+    """Wrap anything with `detect(images, batch_size=...) -> [Detections]` (boxes in `.objects`, parse `.problems`)."""
 
     def __init__(self, detector: Any, taxonomy: Taxonomy | None = None, batch_size: int = 1) -> None:
         self.detector, self.taxonomy, self.batch_size = detector, taxonomy or Taxonomy(), batch_size
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FramePrediction]:
         """One prediction per frame; an answer read only in part makes the frame unsure (confidence 0)."""
-        return [frame_verdict(res.detections, self.taxonomy, 0.0 if answer_unread(res.problems) else 1.0)
+        return [frame_verdict(res.objects, self.taxonomy, 0.0 if answer_unread(res.problems) else 1.0)
                 for res in self.detector.detect(list(frames), batch_size=self.batch_size)]
 
 
