@@ -63,6 +63,8 @@ class ImportContext:
             self._fail(f"{where}: {validation_message(e)}")
         except DataError as e:
             self._fail(e.format_message())
+        except RecursionError:
+            self._fail(f"{where}: entry nested too deeply")
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as e:
             detail = f"missing field {e}" if isinstance(e, KeyError) else str(e)
             self._fail(f"{where}: malformed entry ({detail})")
