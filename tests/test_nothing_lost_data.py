@@ -205,6 +205,26 @@ def test_ctrl_c_during_synth_keeps_the_old_dataset(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging folder left
 
 
+def test_interrupted_yolo_export_keeps_the_earlier_export(tmp_path, monkeypatch):
+    ds, yolo = tmp_path / "ds", tmp_path / "yolo"
+    assert synth(ds, 3).exit_code == 0
+    assert invoke("data", "export", "--to", "yolo", ds, "--out", yolo).exit_code == 0
+    before = tree(yolo)
+    calls = []
+
+    def symlink(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    real = os.symlink
+    monkeypatch.setattr(os, "symlink", symlink)
+    assert invoke("data", "export", "--to", "yolo", ds, "--out", yolo, "--overwrite").exit_code != 0
+    assert len(calls) == 2 and tree(yolo) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "yolo"]
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():

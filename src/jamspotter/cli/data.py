@@ -148,7 +148,7 @@ def export_cmd(
     from jamspotter.data.classes import CLASSES_FILE, read_classes
     from jamspotter.data.exporters import export_chat, export_coco, export_yolo
     from jamspotter.data.io import samples_path
-    from jamspotter.outputs import check_output_dir, check_output_file
+    from jamspotter.outputs import check_output_dir, check_output_file, interrupts_as_exceptions
 
     samples_file = samples_path(dataset)
     root = samples_file.parent
@@ -161,12 +161,14 @@ def export_cmd(
     if to is ExportKind.yolo:
         if family is not None:
             raise JamspotterError("--family applies to chat exports only")
-        report = export_yolo(samples, out, root=root, classes=read_classes(root), copy_images=copy_images,
-                             overwrite=overwrite, inputs=inputs)
+        with interrupts_as_exceptions():  # SIGTERM, like Ctrl-C, removes the staging folder
+            report = export_yolo(samples, out, root=root, classes=read_classes(root), copy_images=copy_images,
+                                 overwrite=overwrite, inputs=inputs)
     elif to is ExportKind.coco:
         if family is not None:
             raise JamspotterError("--family applies to chat exports only")
-        report = export_coco(samples, out, root=root, classes=read_classes(root))
+        with interrupts_as_exceptions():
+            report = export_coco(samples, out, root=root, classes=read_classes(root))
     else:
         if to in (ExportKind.conversations, ExportKind.sharegpt):
             family = family or "qwen2.5-vl"
@@ -178,7 +180,8 @@ def export_cmd(
 
         layout = "conversations" if to is ExportKind.conversations else "messages"
         fmt = get_format(family, processor=processor, min_pixels=min_pixels, max_pixels=max_pixels)
-        report = export_chat(samples, fmt, out, layout=layout, root=root, relative_paths=relative_paths)
+        with interrupts_as_exceptions():
+            report = export_chat(samples, fmt, out, layout=layout, root=root, relative_paths=relative_paths)
         console.print(f"{family}: boxes written for min_pixels={fmt.params.min_pixels}, "
                       f"max_pixels={fmt.params.max_pixels} (train with the same)")
     console.print(f"wrote {report.written} records -> {report.path}")
