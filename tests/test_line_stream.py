@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from jamspotter.data.io import read_samples
-from jamspotter.line.protocol import FrameModel, FramePrediction
+from jamspotter.detections import Detections
+from jamspotter.line.protocol import FrameModel
 from jamspotter.line.stream import Frame, StreamConfig, clip_frames, folder_frames, run_stream
 
 
@@ -24,7 +25,7 @@ class RedIsRope:
         for f in frames:
             red = float(f[..., 0].mean() / 255)
             label, conf = ("rope", red) if red >= 0.5 else ("paper", 1 - red)
-            out.append(FramePrediction(label, conf, [(label, conf)], jam_risk=label == "rope"))
+            out.append(Detections(label=label, confidence=conf, top=[(label, conf)], jam_risk=label == "rope"))
         return out
 
 
@@ -160,7 +161,7 @@ def test_box_detector_adapter_and_cli(tmp_path):
 
     preds = BoxDetectorFrameModel(FakeBoxes()).predict([np.zeros((4, 4, 3), np.uint8)] * 2)
     assert (preds[0].label, preds[0].jam_risk, preds[0].confidence) == (CLEAR, False, 1.0)
-    assert (preds[1].label, preds[1].confidence, len(preds[1].detections)) == ("hose", 0.8, 2)
+    assert (preds[1].label, preds[1].confidence, len(preds[1].objects)) == ("hose", 0.8, 2)
     assert preds[1].top == [("hose", 0.8), ("wire", 0.6)]
 
     EdgeBoxDetector(["paper", "rope"], image_size=64).save(tmp_path / "det")  # random init: any boxes will do

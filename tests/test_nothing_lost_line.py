@@ -22,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from jamspotter.cli import app
-from jamspotter.line.protocol import FramePrediction
+from jamspotter.detections import Detections
 from jamspotter.line.stream import Frame, StreamConfig, run_stream
 
 runner = CliRunner()
@@ -52,7 +52,7 @@ class Shade:
         for f in frames:
             v = float(f.mean() / 255)
             label, conf = ("rope", v) if v >= 0.5 else ("paper", 1 - v)
-            out.append(FramePrediction(label, conf, [(label, conf)], jam_risk=label == "rope"))
+            out.append(Detections(label=label, confidence=conf, top=[(label, conf)], jam_risk=label == "rope"))
         return out
 
 
@@ -359,13 +359,13 @@ def kill_folder(tmp_path_factory) -> Path:
 FAKE_RUN = """
 import sys, time
 import jamspotter.line.adapters as adapters
-from jamspotter.line.protocol import FramePrediction
+from jamspotter.detections import Detections
 
 class Fake:
     def predict(self, frames):
         time.sleep(0.005)
         v = float(frames[0].mean()) / 255
-        return [FramePrediction("rope" if v > 0.25 else "paper", v, [("rope", v)], v > 0.25)]
+        return [Detections(label="rope" if v > 0.25 else "paper", confidence=v, top=[("rope", v)], jam_risk=v > 0.25)]
 
 adapters.load_vlm_frame_model = lambda name, **kw: Fake()
 from jamspotter.cli import main

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from jamspotter.data.taxonomy import Taxonomy
+from jamspotter.detections import Detections
 from jamspotter.edge.data import load_rgb, to_tensor
 from jamspotter.errors import DataError
-from jamspotter.line.protocol import FramePrediction
 
 
 def _as_pil(frame: Image.Image | np.ndarray | str | Path) -> Image.Image:
@@ -73,12 +73,12 @@ class EdgeClassifier:
         p = np.exp(logits)
         return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
-    def predict(self, frames: Sequence[Image.Image | np.ndarray | str | Path]) -> list[FramePrediction]:
+    def predict(self, frames: Sequence[Image.Image | np.ndarray | str | Path]) -> list[Detections]:
         """Top class, confidence and top-k per frame (the FrameModel protocol of jamspotter.line)."""
         out = []
         for row in self.probabilities(frames):
             order = np.argsort(-row)[: self.top_k]
             top = [(self.classes[i], float(row[i])) for i in order]
-            out.append(FramePrediction(label=top[0][0], confidence=top[0][1], top=top,
+            out.append(Detections(label=top[0][0], confidence=top[0][1], top=top,
                                        jam_risk=self.taxonomy.jam_risk(top[0][0])))
         return out

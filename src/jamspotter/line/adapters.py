@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from jamspotter.data.records import BoxObject
 from jamspotter.data.taxonomy import Taxonomy
-from jamspotter.line.protocol import FramePrediction
+from jamspotter.detections import Detections
 
 CLEAR = "clear"  # label of a frame with no jam-risk item
 # Parser problems that mean part of the answer was lost or never read (see jamspotter.formats.parse):
@@ -34,14 +34,16 @@ def answer_unread(problems: Sequence[str]) -> bool:
     return any(UNREAD_ANSWER.search(str(p)) for p in problems)
 
 
-def frame_verdict(boxes: Sequence[BoxObject], taxonomy: Taxonomy, sure: float = 1.0) -> FramePrediction:
-    """Most confident jam-risk box (score None counts as 1.0), scaled by `sure`; else `clear` with `sure`."""
+def frame_verdict(det: Detections, taxonomy: Taxonomy, sure: float = 1.0) -> Detections:
+    """`det` with its verdict: the most confident jam-risk box (score None counts as 1.0), scaled by `sure`;
+    else `clear` with `sure`."""
+    boxes = det.objects
     jams = sorted(((b.score if b.score is not None else 1.0, b.label) for b in boxes
                    if (b.jam_risk if b.jam_risk is not None else taxonomy.jam_risk(b.label))), reverse=True)
     if jams:
         top = [(label, float(score) * sure) for score, label in jams[:3]]
-        return FramePrediction(top[0][0], top[0][1], top, True, list(boxes))
-    return FramePrediction(CLEAR, sure, [(CLEAR, sure)], False, list(boxes))
+        return replace(det, label=top[0][0], confidence=top[0][1], top=top, jam_risk=True)
+    return replace(det, label=CLEAR, confidence=sure, top=[(CLEAR, sure)], jam_risk=False)
 
 
 class DetectorFrameModel:
@@ -50,9 +52,9 @@ class DetectorFrameModel:
     def __init__(self, detector: Any, taxonomy: Taxonomy | None = None, batch_size: int = 1) -> None:
         self.detector, self.taxonomy, self.batch_size = detector, taxonomy or Taxonomy(), batch_size
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[FramePrediction]:
+    def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """One prediction per frame; an answer read only in part makes the frame unsure (confidence 0)."""
-        return [frame_verdict(res.objects, self.taxonomy, 0.0 if answer_unread(res.problems) else 1.0)
+        return [frame_verdict(res, self.taxonomy, 0.0 if answer_unread(res.problems) else 1.0)
                 for res in self.detector.detect(list(frames), batch_size=self.batch_size)]
 
 
@@ -62,9 +64,10 @@ class BoxDetectorFrameModel:
     def __init__(self, detector: Any, taxonomy: Taxonomy | None = None) -> None:
         self.detector, self.taxonomy = detector, taxonomy or Taxonomy()
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[FramePrediction]:
+    def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """One prediction per frame from the detector's scored boxes."""
-        return [frame_verdict(boxes, self.taxonomy) for boxes in self.detector.predict(list(frames))]
+        return [frame_verdict(Detections(list(boxes), image_size=(f.shape[1], f.shape[0])), self.taxonomy)
+                for f, boxes in zip(frames, self.detector.predict(list(frames)), strict=True)]
 
 
 def load_vlm_frame_model(name_or_path: str, **detector_kwargs: Any) -> DetectorFrameModel:

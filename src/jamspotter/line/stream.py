@@ -33,8 +33,9 @@ from PIL import Image
 from jamspotter.data.io import atomic_write, finite_json, write_json
 from jamspotter.data.records import Sample
 from jamspotter.data.taxonomy import Taxonomy
+from jamspotter.detections import Detections
 from jamspotter.errors import DataError
-from jamspotter.line.protocol import FrameModel, FramePrediction
+from jamspotter.line.protocol import FrameModel
 
 SOURCES = ("folder", "clip", "synth")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -247,7 +248,7 @@ class _Log:
     def alert(self, line: str) -> None:
         self._line(self.alerts, line)
 
-    def enqueue(self, fr: Frame, pred: FramePrediction) -> None:
+    def enqueue(self, fr: Frame, pred: Detections) -> None:
         """Save the frame for labelling (image first, so a listed image is always there), then list it."""
         name = f"frame-{fr.index:06d}.png"
         with atomic_write(self.review_dir / "images" / name, "wb", fsync=False) as fh:
@@ -317,8 +318,8 @@ def _process(fr: Frame, model: FrameModel, cfg: StreamConfig, log: _Log, summary
     row = {"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "label": pred.label,
            "confidence": round(pred.confidence, 6), "top": [[c, round(p, 6)] for c, p in pred.top],
            "jam_risk": jam, "alert": alert, "review": review, "latency_ms": round(latency, 3), "gt_jam": fr.gt_jam}
-    if pred.detections:
-        row["detections"] = [d.model_dump(exclude_defaults=True) for d in pred.detections]
+    if pred.objects:
+        row["detections"] = [d.model_dump(exclude_defaults=True) for d in pred.objects]
     if review and log.queue is not None:
         log.enqueue(fr, pred)  # before the frame's log line: a logged review frame is always in the queue
     log.frame(row)
