@@ -326,3 +326,14 @@ def test_a_missing_local_model_folder_fails_at_once(tmp_path: Path, monkeypatch)
     r = runner.invoke(app, ["infer", "runs/final", str(tmp_path), "--out", "p.jsonl"])
     assert r.exit_code == 2 and "runs/final: no such folder" in r.output
     assert time.perf_counter() - start < 5  # no model-hub retries
+
+
+def test_edge_splits_follow_the_one_split_rule() -> None:
+    from jamspotter.edge.detector import split_samples
+
+    split = [Sample(id=f"s{i}", image=f"{i}.png", split=name) for i, name in enumerate(["train", "val", "test"] * 3)]
+    train, val = split_samples(split, 0.3, seed=0)
+    assert {s.split for s in train} == {"train"} and {s.split for s in val} == {"val"}  # test is never used
+    unsplit = [Sample(id=f"u{i}-{k}", image=f"{i}.png") for i in range(10) for k in range(3)]  # 3 copies per image
+    train, val = split_samples(unsplit, 0.3, seed=0)
+    assert val and not {s.image for s in train} & {s.image for s in val}

@@ -7,8 +7,6 @@ All three become a list of `Item(path, label, split)`. A dataset without splits 
 from __future__ import annotations
 
 import csv
-import random
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,21 +65,15 @@ def _from_image_folder(root: Path) -> list[Item]:
 
 
 def stratified_split(items: list[Item], seed: int = 0, fractions: tuple[float, float] = (0.8, 0.1)) -> list[Item]:
-    """Give items without a split one: per class, `fractions` train/val and the rest test."""
-    by_class: dict[str, list[Item]] = defaultdict(list)
-    for it in items:
-        by_class[it.label].append(it)
-    rng = random.Random(seed)
-    out = []
-    for label in sorted(by_class):
-        group = sorted(by_class[label], key=lambda it: str(it.path))
-        rng.shuffle(group)
-        n_tr = round(len(group) * fractions[0])
-        n_va = max(1, round(len(group) * fractions[1])) if len(group) >= 3 else 0
-        for i, it in enumerate(group):
-            split = "train" if i < n_tr else "val" if i < n_tr + n_va else "test"
-            out.append(Item(it.path, it.label, split))
-    return out
+    """Give items without a split one: `fractions` train/val and the rest test, per class, through the
+    project's one split rule (`data.splits.assign_splits`: stratified by label, one image one split)."""
+    from jamspotter.data.records import Sample
+    from jamspotter.data.splits import assign_splits
+
+    ratios = (fractions[0], fractions[1], max(0.0, 1.0 - fractions[0] - fractions[1]))
+    samples = [Sample(id=str(i), image=str(it.path), label=it.label) for i, it in enumerate(items)]
+    return [Item(it.path, it.label, s.split or "train")
+            for it, s in zip(items, assign_splits(samples, ratios, seed=seed, by="label"), strict=True)]
 
 
 def load_items(data: str | Path, seed: int = 0) -> list[Item]:

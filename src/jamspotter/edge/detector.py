@@ -325,14 +325,15 @@ def export_detector(det: EdgeBoxDetector, out_dir: str | Path, opset: int = 17) 
 # ---- training on Sample datasets ------------------------------------------------------------------
 
 def split_samples(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """(train, val): the samples' own split when they carry val/test, else a seeded random hold-out."""
-    held = [s for s in samples if s.split in ("val", "test")]
-    if held:
-        return [s for s in samples if s.split not in ("val", "test")], held
-    order = list(samples)
-    random.Random(seed).shuffle(order)
-    n_val = int(round(len(order) * val_fraction)) if len(order) >= 5 else 0
-    return order[n_val:], order[:n_val]
+    """(train, val): the samples' own train/val splits when they carry any (test is never used here),
+    else a seeded hold-out of whole groups (an image with its augmented copies), as `data.splits` defines."""
+    from jamspotter.data.splits import holdout, select_split
+
+    if any(s.split for s in samples):
+        return select_split(samples, "train"), select_split(samples, "val")
+    if len(samples) < 5:
+        return list(samples), []
+    return holdout(samples, val_fraction, seed)
 
 
 def class_list(samples: Sequence[Sample], fallback: Sequence[str] = ()) -> list[str]:
