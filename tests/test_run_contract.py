@@ -337,3 +337,29 @@ def test_edge_splits_follow_the_one_split_rule() -> None:
     unsplit = [Sample(id=f"u{i}-{k}", image=f"{i}.png") for i in range(10) for k in range(3)]  # 3 copies per image
     train, val = split_samples(unsplit, 0.3, seed=0)
     assert val and not {s.image for s in train} & {s.image for s in val}
+
+
+def test_eval_scores_one_split_and_what_the_run_was_asked(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "ds", n=4)
+    samples = read_samples(ds / "samples.jsonl")
+    samples = [s.model_copy(update={"split": "test" if i < 2 else "train"}) for i, s in enumerate(samples)]
+    write_samples(ds / "samples.jsonl", samples)
+    # a jam-only model's perfect answers: the rope of every image, no cardboard
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps({"id": s.id, "objects": [{"label": "rope", "bbox": [2, 2, 20, 30]}]}) + "\n"
+                            for s in samples))
+    run = tmp_path / "model"
+    run.mkdir()
+    RunContract(family="qwen3-vl", min_pixels=3136, max_pixels=12544, classes=["rope", "cardboard"],
+                jam_only=True).save(run)
+    r = runner.invoke(app, ["eval", "detection", "--pred", str(pred), "--gt", str(ds), "--out", str(tmp_path / "a"),
+                            "--split", "test", "--no-map"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert (m["n_images"], m["n_gt"], m["recall"]) == (2, 4, 0.5)  # the 2 test images; cardboard counted as missed
+    assert "unknown_prediction_id" not in json.dumps(m.get("warnings", {}))  # other splits' predictions set aside
+    r = runner.invoke(app, ["eval", "detection", "--pred", str(pred), "--gt", str(ds), "--out", str(tmp_path / "b"),
+                            "--split", "test", "--run", str(run), "--no-map"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert (m["n_images"], m["n_gt"], m["recall"], m["precision"]) == (2, 2, 1.0, 1.0)  # scored on jam items
