@@ -2,7 +2,7 @@
 
 Kept thin: commands parse arguments and call library functions. Heavy imports (torch,
 transformers) happen inside commands so `jamspotter --help` stays fast. Library errors
-(`JamspotterError`) become one `error:` line on stderr and exit code 2, here and nowhere else.
+(`JamspotterError`) and bad options become one `error:` line on stderr and exit code 2, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -25,6 +25,18 @@ class _Group(TyperGroup):
         except JamspotterError as e:
             print("error: " + e.format_message(), file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
+        except Exception as e:
+            if not _is_usage_error(e):
+                raise
+            where = f"{e.ctx.command_path}: " if getattr(e, "ctx", None) is not None else ""
+            print(f"error: {where}{' '.join(e.format_message().split())} (see --help)", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """A bad option or argument (click's UsageError, whichever click Typer runs on); not the help shown for no args."""
+    names = {k.__name__ for k in type(e).__mro__}
+    return "UsageError" in names and "NoArgsIsHelpError" not in names
 
 
 _opts: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": None, "pretty_exceptions_enable": False,
