@@ -83,3 +83,14 @@ def test_yolo_round_trip(images):
                 scale = [w, h, w, h]
                 assert [v * s for v, s in zip(g[1:], scale, strict=True)] == \
                     pytest.approx([v * s for v, s in zip(e[1:], scale, strict=True)], abs=1e-6, rel=0)
+
+
+def test_coco_export_then_import_keeps_the_sample_ids(tmp_path):
+    from jamspotter.data.records import BoxObject, Sample
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    samples = [Sample(id="belt-000007", image=str(tmp_path / "a.png"), width=40, height=30,
+                      objects=[BoxObject(label="rope", bbox=[1, 2, 10, 20])])]
+    export_coco(samples, tmp_path / "gt.json")
+    back = import_dataset("coco", tmp_path / "gt.json").samples
+    assert [s.id for s in back] == ["belt-000007"]  # predictions keyed by the id still pair with it

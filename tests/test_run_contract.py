@@ -127,6 +127,9 @@ def test_merge_copies_contract_and_merged_equals_adapter(tmp_path: Path, tiny_q2
     assert r.exit_code == 0, r.output
     merged = tmp_path / "merged"
     assert json.loads((merged / CONTRACT_FILE).read_text()) == json.loads((final / CONTRACT_FILE).read_text())
+    # every checkpoint carries it too, so `infer runs/x/checkpoint-N` asks the trained question
+    checkpoint = tmp_path / "run" / "checkpoint-2" / CONTRACT_FILE
+    assert json.loads(checkpoint.read_text()) == json.loads((final / CONTRACT_FILE).read_text())
 
     images = [tmp_path / "ds" / "img0.png", tmp_path / "ds" / "img1.png"]
     a = Detector(final, max_new_tokens=12, device="cpu")

@@ -62,7 +62,8 @@ def train_detector_cmd(
     score_threshold: float = THRESHOLD, export: bool = EXPORT, seed: int = typer.Option(0, "--seed"),
     threads: int = THREADS, overwrite: bool = OVERWRITE,
 ) -> None:
-    """Train the SSDlite320-MobileNetV3 box detector; evaluates on the val/test split (or a 20% hold-out)."""
+    """Train the SSDlite320-MobileNetV3 box detector; selects on the val split (or a 20% hold-out of whole
+    images), never on test."""
     from jamspotter.data.io import read_samples, samples_path
     from jamspotter.edge.detector import train_detector
     from jamspotter.outputs import output_dir

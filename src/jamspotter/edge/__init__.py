@@ -1,1 +1,1 @@
-"""jamspotter.edge (see DESIGN.md module map)."""
+"""jamspotter.edge (see docs/design.md)."""

@@ -47,7 +47,7 @@ class DetectorTrainConfig:
     weight_decay: float = 1e-4
     image_size: int = 320
     score_threshold: float = 0.3  # operating point for predictions and P/R/F1
-    val_fraction: float = 0.2  # used when the samples carry no val/test split
+    val_fraction: float = 0.2  # used when the samples carry no split at all
     hflip: bool = True
     pretrained_backbone: bool = True  # only used when the weights are already cached locally
     seed: int = 0

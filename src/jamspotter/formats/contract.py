@@ -1,6 +1,6 @@
 """The run contract: what a model was trained to answer, decided once by `train` and read by every later stage.
 
-Saved beside the weights as `jamspotter.json`. The Detector, the training F1 callback, `eval --run`,
+Saved beside the weights as `jamspotter.json`. The Detector, the training F1 callback, `eval detection --run`,
 distillation, merge (which copies it) and the coming GRPO stage and service build their prompts from
 it alone, so a model is always asked exactly the question it was taught. Nothing in it is decided per image.
 """

@@ -1,1 +1,1 @@
-"""jamspotter.line (see DESIGN.md module map)."""
+"""jamspotter.line (see docs/design.md)."""

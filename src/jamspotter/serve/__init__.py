@@ -1,1 +1,1 @@
-"""jamspotter.serve (see DESIGN.md module map)."""
+"""jamspotter.serve (see docs/design.md)."""

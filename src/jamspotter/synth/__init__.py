@@ -1,4 +1,4 @@
-"""Procedural recycling-belt scenes and clips with exact labels (see DESIGN.md module map).
+"""Procedural recycling-belt scenes and clips with exact labels (see docs/design.md).
 
 `render_scene` draws one image with its visible-extent boxes (`render_frame` also gives the
 masks); `render_clip` moves a scene with the belt; `generate_dataset` writes images, mp4 clips and

@@ -1,1 +1,1 @@
-"""jamspotter.train (see DESIGN.md module map)."""
+"""jamspotter.train (see docs/design.md)."""

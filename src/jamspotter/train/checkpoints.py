@@ -41,7 +41,11 @@ def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 class CompleteMarkerCallback(TrainerCallback):
-    """Marks each checkpoint complete once the Trainer has finished writing it."""
+    """Marks each checkpoint complete once the Trainer has finished writing it, with the run contract beside
+    its weights (so `infer runs/x/checkpoint-N` asks what the run teaches)."""
+
+    def __init__(self, contract: Any = None) -> None:
+        self.contract = contract
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # Every rank writes its own RNG file into the folder: wait for all before calling it complete.
@@ -50,6 +54,8 @@ class CompleteMarkerCallback(TrainerCallback):
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
+            if self.contract is not None:
+                self.contract.save(folder)
             with atomic_write(folder / COMPLETE_MARKER) as fh:
                 fh.write(f"{state.global_step}\n")
 

@@ -266,7 +266,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
     eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
                if held_out else None)
     collator = SFTCollator(processor, fmt, clip_frames=contract.clip_frames)
-    callbacks: list[Any] = [CompleteMarkerCallback()]
+    callbacks: list[Any] = [CompleteMarkerCallback(contract)]
     f1_slice = [s for s in held_out if s.image is not None][: cfg.train.f1_samples]
     zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
     if cfg.train.f1_steps and f1_slice and zero3:

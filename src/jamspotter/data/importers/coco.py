@@ -124,7 +124,9 @@ def import_coco(src: str | Path, ctx: ImportContext) -> list[Sample]:
                 except (EntryError, TypeError, ValueError) as e:
                     raise EntryError(f"{where}: {e}") from None
             samples.append(Sample(
-                id=unique_id(Path(str(img["file_name"])).with_suffix("").as_posix(), seen),
+                # a jamspotter export keeps the sample id, so predictions still pair after a round trip
+                id=unique_id(str(img.get("jamspotter_id") or Path(str(img["file_name"])).with_suffix("").as_posix()),
+                             seen),
                 image=image, width=w, height=h, objects=objects, flags=flags,
                 source=f"coco:{path.name}#{img['id']}",
             ))
