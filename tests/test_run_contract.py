@@ -366,3 +366,14 @@ def test_eval_scores_one_split_and_what_the_run_was_asked(tmp_path: Path) -> Non
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert (m["n_images"], m["n_gt"], m["recall"], m["precision"]) == (2, 2, 1.0, 1.0)  # scored on jam items
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path: Path, tiny_q2: Path) -> None:
+    ds = make_dataset(tmp_path / "ds", n=5)  # 5 samples, batch 2: 3 steps an epoch, so step 4 is mid-epoch
+    cfg = write_config(tmp_path / "cfg.yaml", tiny_q2, ds, tmp_path / "run", train={"max_steps": 4, "save_steps": 2})
+    assert runner.invoke(app, ["train", "sft", "--config", str(cfg)]).exit_code == 0
+    before = (tmp_path / "run" / "final" / "model.safetensors").stat().st_mtime_ns
+    r = runner.invoke(app, ["train", "sft", "--config", str(cfg), "--resume"])
+    assert r.exit_code == 0 and "done: 4 steps" in r.output, r.output
+    assert not (tmp_path / "run" / "checkpoint-5").exists()
+    assert (tmp_path / "run" / "final" / "model.safetensors").stat().st_mtime_ns == before

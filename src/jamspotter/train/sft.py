@@ -219,6 +219,16 @@ def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
     )
 
 
+def finished_run(out: Path, checkpoint: Path | None, max_steps: int) -> dict[str, Any] | None:
+    """The run's metrics when `checkpoint` is at `max_steps` and its final model and metrics were saved, else None."""
+    metrics_path = out / "metrics.json"
+    if checkpoint is None or max_steps <= 0 or not (out / "final").is_dir() or not metrics_path.is_file():
+        return None
+    step = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", 0)
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    return metrics if step >= max_steps and metrics.get("global_step") == step else None
+
+
 def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False, log: Any = print) -> SFTResult:
     """Train as configured; `resume` continues from the newest complete checkpoint in output_dir.
 
@@ -255,6 +265,11 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
     checkpoint = latest_complete_checkpoint(out) if resume else None
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {out}: starting fresh")
+    done = finished_run(out, checkpoint, cfg.train.max_steps)
+    if done is not None:  # the Trainer would take one more step past max_steps when resumed mid-epoch
+        log(f"{checkpoint.name} already reached max_steps={cfg.train.max_steps} and final/ is saved: nothing to do")
+        return SFTResult(out, out / "final", done["global_step"], done.get("train_loss"), done, time.time() - start,
+                         is_main=main)
     full_weights = checkpoint if checkpoint and cfg.finetune.method == "full" else None
     with state.main_process_first():  # a `tiny:` base is built once, by rank 0, before any rank loads it
         resolve_model_name(cfg)
