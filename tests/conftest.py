@@ -31,3 +31,16 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def umask_027() -> Iterator[None]:
+    """Run a test under umask 027 (files 640, folders 750 when written with the umask honoured)."""
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def modes(root: Path) -> set[tuple[str, int]]:
+    """(kind, permission bits) of a folder and everything below it."""
+    return {("dir" if p.is_dir() else "file", p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]}

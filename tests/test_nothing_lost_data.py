@@ -566,18 +566,14 @@ def test_training_and_inference_read_images_upright(tmp_path):
 
 
 # ---- finding 9: file modes follow the umask ---------------------------------------------------------------------
-def test_data_outputs_honour_the_umask(tmp_path):
-    old = os.umask(0o027)
-    try:
-        ds, yolo, gt = tmp_path / "ds", tmp_path / "yolo", tmp_path / "gt.json"
-        assert synth(ds, 2, "--preview", "--clips", "1", "--seconds", "0.2", "--fps", "5").exit_code == 0
-        assert invoke("data", "export", "--to", "yolo", ds, "--out", yolo, "--copy-images").exit_code == 0
-        assert invoke("data", "export", "--to", "coco", ds, "--out", gt).exit_code == 0
-        png(tmp_path / "imgs" / "rope" / "a.png").chmod(0o600)
-        assert invoke("data", "import", "--from", "imagefolder", tmp_path / "imgs", "--out",
-                      tmp_path / "imp").exit_code == 0
-    finally:
-        os.umask(old)
+def test_data_outputs_honour_the_umask(tmp_path, umask_027):
+    ds, yolo, gt = tmp_path / "ds", tmp_path / "yolo", tmp_path / "gt.json"
+    assert synth(ds, 2, "--preview", "--clips", "1", "--seconds", "0.2", "--fps", "5").exit_code == 0
+    assert invoke("data", "export", "--to", "yolo", ds, "--out", yolo, "--copy-images").exit_code == 0
+    assert invoke("data", "export", "--to", "coco", ds, "--out", gt).exit_code == 0
+    png(tmp_path / "imgs" / "rope" / "a.png").chmod(0o600)
+    assert invoke("data", "import", "--from", "imagefolder", tmp_path / "imgs", "--out",
+                  tmp_path / "imp").exit_code == 0
     checked = 0
     for top in (ds, yolo, tmp_path / "imp"):
         for p in [top, *top.rglob("*")]:

@@ -4,10 +4,10 @@ folders, inverted boxes in the gallery, and file modes that honour the umask."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from conftest import modes
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -142,17 +142,6 @@ def test_report_folder_follows_the_output_policy(tmp_path, gt_dir, monkeypatch):
     (foreign / "notes.txt").write_text("keep me")
     assert one_error_line(eval_det(pred, gt_dir, foreign, "--overwrite"), "did not write")
     assert (foreign / "notes.txt").read_text() == "keep me"
-
-
-@pytest.fixture()
-def umask_027():
-    old = os.umask(0o027)
-    yield
-    os.umask(old)
-
-
-def modes(root: Path) -> set[tuple[str, int]]:
-    return {("dir" if p.is_dir() else "file", p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]}
 
 
 def test_report_files_honour_the_umask(tmp_path, gt_dir, umask_027):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -303,17 +304,6 @@ def test_line_run_numbers_are_checked(tmp_path, option, value):
                             "--out", str(tmp_path / "o")])
     assert one_error_line(r, option), r.output
     assert not (tmp_path / "o").exists()
-
-
-@pytest.fixture()
-def umask_027():
-    old = os.umask(0o027)
-    yield
-    os.umask(old)
-
-
-def modes(root: Path) -> set[tuple[str, int]]:
-    return {("dir" if p.is_dir() else "file", p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]}
 
 
 def test_line_and_edge_files_honour_the_umask(tmp_path, edge_checkpoint, umask_027):

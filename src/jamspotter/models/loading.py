@@ -100,18 +100,13 @@ def load_processor(name_or_path: str | Path, *, min_pixels: int | None = None, m
 
     path = str(check_model_source(name_or_path))
     parts: dict[str, Any] = {}
-    if min_pixels is not None or max_pixels is not None:
-        probe = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
-        size = _budget(probe.size, min_pixels, max_pixels)
-        parts["image_processor"] = AutoImageProcessor.from_pretrained(
-            path, trust_remote_code=False, size=size, min_pixels=size["shortest_edge"],
-            max_pixels=size["longest_edge"])
-    if video_min_pixels is not None or video_max_pixels is not None:
-        probe = AutoVideoProcessor.from_pretrained(path, trust_remote_code=False)
-        size = _budget(probe.size, video_min_pixels, video_max_pixels)
-        parts["video_processor"] = AutoVideoProcessor.from_pretrained(
-            path, trust_remote_code=False, size=size, min_pixels=size["shortest_edge"],
-            max_pixels=size["longest_edge"])
+    for name, auto, lo, hi in (("image_processor", AutoImageProcessor, min_pixels, max_pixels),
+                               ("video_processor", AutoVideoProcessor, video_min_pixels, video_max_pixels)):
+        if lo is None and hi is None:
+            continue
+        size = _budget(auto.from_pretrained(path, trust_remote_code=False).size, lo, hi)
+        parts[name] = auto.from_pretrained(path, trust_remote_code=False, size=size,
+                                           min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     for name, part in parts.items():  # set after loading: given to from_pretrained they end up in save_pretrained
         setattr(processor, name, part)
