@@ -118,7 +118,6 @@ def test_report_folder_follows_the_output_policy(tmp_path, gt_dir, monkeypatch):
     out = tmp_path / "report"
     assert eval_det(pred, gt_dir, out).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    (out / "stale.txt").write_text("from an earlier run")
     r = eval_det(pred, gt_dir, out)
     assert one_error_line(r, "pass --overwrite")
     # a failure while writing the report leaves the earlier report exactly as it was, and no staging folder
@@ -133,8 +132,13 @@ def test_report_folder_follows_the_output_policy(tmp_path, gt_dir, monkeypatch):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name in before} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     monkeypatch.undo()
-    assert eval_det(pred, gt_dir, out, "--overwrite").exit_code == 0
-    assert not (out / "stale.txt").exists()  # replaced whole: nothing stale survives
+    (out / "notes.md").write_text("mine")  # added to the report since: never deleted by --overwrite
+    assert one_error_line(eval_det(pred, gt_dir, out, "--overwrite"), "notes.md")
+    (out / "notes.md").unlink()
+    assert eval_det(pred, gt_dir, out, "--overwrite", "--gallery", "0").exit_code == 0
+    assert eval_det(pred, gt_dir, tmp_path / "fresh", "--gallery", "0").exit_code == 0
+    files = {p.relative_to(out) for p in out.rglob("*")}
+    assert files == {p.relative_to(tmp_path / "fresh") for p in (tmp_path / "fresh").rglob("*")}  # nothing stale
     # never into its own input, nor into a folder jamspotter did not write
     assert one_error_line(eval_det(pred, gt_dir, gt_dir, "--overwrite"), "own input")
     foreign = tmp_path / "mine"

@@ -170,10 +170,13 @@ def test_reused_out_and_review_dir_need_overwrite(tmp_path, edge_checkpoint):
     assert (tmp_path / "q" / "samples.jsonl").read_text() == queue and not (tmp_path / "o2").exists()
     assert one_error_line(run("o1", "q2"), "pass --overwrite") and not (tmp_path / "q2").exists()
     assert one_error_line(run("o3", "o3/q"), "own input") or one_error_line(run("o3", "o3/q"), "o3")
-    (tmp_path / "q" / "images" / "stale.png").write_bytes(b"x")
+    (tmp_path / "q" / "images" / "added.png").write_bytes(b"x")  # a file someone put in the queue since
+    assert one_error_line(run("o1", "q", "--overwrite"), "added.png")
+    assert (tmp_path / "q" / "images" / "added.png").read_bytes() == b"x"
+    (tmp_path / "q" / "images" / "added.png").unlink()
     r = run("o1", "q", "--overwrite")
     assert r.exit_code == 0, r.output
-    assert len(lines(tmp_path / "q" / "samples.jsonl")) == 3 and not (tmp_path / "q" / "images" / "stale.png").exists()
+    assert len(lines(tmp_path / "q" / "samples.jsonl")) == 3
     foreign = tmp_path / "labelled"
     foreign.mkdir()
     (foreign / "mine.txt").write_text("keep")
@@ -263,11 +266,12 @@ def test_simulate_arguments_are_one_line_errors(tmp_path, args, text):
 
 def test_simulate_output_follows_the_policy(tmp_path):
     out = tmp_path / "s"
-    assert runner.invoke(app, ["line", "simulate", "--hours", "8", "--out", str(out)]).exit_code == 0
-    (out / "stale.json").write_text("{}")
+    r = runner.invoke(app, ["line", "simulate", "--hours", "8", "--sweep-recall", "--out", str(out)])
+    assert r.exit_code == 0 and (out / "recall_sweep.json").is_file()
     assert one_error_line(runner.invoke(app, ["line", "simulate", "--hours", "8", "--out", str(out)]), "--overwrite")
     assert runner.invoke(app, ["line", "simulate", "--hours", "8", "--out", str(out), "--overwrite"]).exit_code == 0
-    assert not (out / "stale.json").exists() and (out / "simulation.json").is_file()
+    # the earlier run's sweep is gone with it (no stale files); only what this run wrote is there
+    assert not (out / "recall_sweep.json").exists() and (out / "simulation.json").is_file()
 
 
 # -- output policy and file modes of the edge commands ---------------------------------------------------------

@@ -377,3 +377,20 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path: Path, tiny_q2: Path) -
     assert r.exit_code == 0 and "done: 4 steps" in r.output, r.output
     assert not (tmp_path / "run" / "checkpoint-5").exists()
     assert (tmp_path / "run" / "final" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_overwrite_never_deletes_files_added_to_an_earlier_output(tmp_path: Path, tiny_q2: Path) -> None:
+    ds = make_dataset(tmp_path / "ds", n=2)
+    aug = tmp_path / "aug"
+    assert runner.invoke(app, ["data", "augment", str(ds), "--per-image", "1", "--out", str(aug)]).exit_code == 0
+    (aug / "NOTES.txt").write_text("mine")
+    r = runner.invoke(app, ["data", "augment", str(ds), "--per-image", "1", "--out", str(aug), "--overwrite"])
+    assert r.exit_code == 2 and "NOTES.txt" in r.output and (aug / "NOTES.txt").read_text() == "mine"
+
+    cfg = write_config(tmp_path / "cfg.yaml", tiny_q2, ds, tmp_path / "run", train={"max_steps": 1})
+    assert runner.invoke(app, ["train", "sft", "--config", str(cfg)]).exit_code == 0
+    (tmp_path / "run" / "analysis.md").write_text("mine")
+    r = runner.invoke(app, ["train", "sft", "--config", str(cfg), "--overwrite"])
+    assert r.exit_code == 2 and "analysis.md" in r.output and (tmp_path / "run" / "analysis.md").is_file()
+    (tmp_path / "run" / "analysis.md").unlink()  # once moved out, the run's own files are replaced whole
+    assert runner.invoke(app, ["train", "sft", "--config", str(cfg), "--overwrite"]).exit_code == 0

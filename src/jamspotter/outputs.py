@@ -84,14 +84,59 @@ def check_output_dir(out: str | Path, *, overwrite: bool, inputs: Iterable[str |
                           "choose a new folder (nothing was changed)")
     if not overwrite:
         raise OutputError(f"{out}: folder is not empty (an earlier output); pass {option} to replace it")
+    foreign = foreign_files(out)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise OutputError(f"{out}: holds files jamspotter did not write ({', '.join(foreign[:3])}{more}); "
+                          "move them out or choose a new folder (nothing was changed)")
 
 
-def write_marker(folder: str | Path, command: str) -> None:
-    """Mark `folder` as written by `command` (what makes a later `--overwrite` allowed to replace it)."""
+def listing(folder: str | Path) -> list[str]:
+    """Every file (and link) below `folder` as a relative posix path, sorted; the marker and folders left out."""
+    folder = Path(folder)
+    out = []
+    for root, dirs, files in os.walk(folder):  # links to folders are listed, not followed
+        here = Path(root)
+        out += [(here / name).relative_to(folder).as_posix() for name in files]
+        out += [(here / d).relative_to(folder).as_posix() for d in dirs if (here / d).is_symlink()]
+    return sorted(p for p in out if p != MARKER)
+
+
+def foreign_files(folder: str | Path) -> list[str]:
+    """Files below one of our folders that the command did not write (added by someone since).
+
+    An output written in place whose command has not finished (or was stopped) has no list yet:
+    everything in it counts as the command's own.
+    """
+    try:
+        written = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        written = None
+    if not isinstance(written, list):
+        return []
+    known = set(written)
+    return [p for p in listing(folder) if p not in known]
+
+
+def write_marker(folder: str | Path, command: str, files: list[str] | None = None) -> None:
+    """Mark `folder` as written by `command`, with the files it wrote (what a later `--overwrite` may replace).
+
+    `files=None` marks an output that is still being written in place (see `prepare_dir`, `record_files`).
+    """
     path = Path(folder) / MARKER
-    path.write_text(json.dumps({"command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n",
-                    encoding="utf-8")
+    record = {"command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files}
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
     apply_umask(path)
+
+
+def record_files(folder: str | Path) -> None:
+    """At the end of an in-place output: note the files it now holds as the command's own."""
+    path = Path(folder) / MARKER
+    try:
+        command = json.loads(path.read_text(encoding="utf-8")).get("command", "jamspotter")
+    except (OSError, ValueError, AttributeError):
+        return
+    write_marker(folder, command, listing(folder))
 
 
 @contextlib.contextmanager
@@ -114,7 +159,7 @@ def output_dir(out: str | Path, command: str, *, overwrite: bool = False,
     apply_umask(stage, directory=True)
     try:
         yield stage
-        write_marker(stage, command)
+        write_marker(stage, command, listing(stage))
         check_output_dir(out, overwrite=overwrite, inputs=inputs)  # nothing else appeared meanwhile
         replace_dir(stage, out)
     except BaseException:
@@ -166,7 +211,8 @@ def prepare_dir(out: str | Path, command: str, *, overwrite: bool = False,
                 inputs: Iterable[str | Path | None] = ()) -> Path:
     """For outputs written in place as work goes (logs appended per frame, checkpoints): check, clear, mark.
 
-    With `overwrite`, an earlier output of ours is removed whole first (no stale files).
+    With `overwrite`, an earlier output of ours is removed whole first (no stale files). The command calls
+    `record_files` when it ends, so files added to the folder later are never deleted by an overwrite.
     """
     out = Path(out)
     check_output_dir(out, overwrite=overwrite, inputs=inputs)

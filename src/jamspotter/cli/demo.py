@@ -62,12 +62,13 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo's folder."),
 ) -> None:
     """Run the whole pipeline on synthetic belts: data -> SFT -> detect -> evaluate -> line twin."""
-    from jamspotter.outputs import prepare_dir
+    from jamspotter.outputs import prepare_dir, record_files
 
     start = time.time()
     prepare_dir(out, "demo", overwrite=overwrite)  # the demo's steps then write into new folders inside it
     for args in demo_steps(out, quick=quick):
         _run(args)
+    record_files(out)
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     console.rule("[bold green]demo finished", align="left")
     console.print(

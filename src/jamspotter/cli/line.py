@@ -147,7 +147,7 @@ def run_cmd(
         stop_on_signals,
         synth_frames,
     )
-    from jamspotter.outputs import check_not_input, check_output_dir, prepare_dir
+    from jamspotter.outputs import check_not_input, check_output_dir, prepare_dir, record_files
 
     if source not in SOURCES:
         raise JamspotterError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -199,6 +199,10 @@ def run_cmd(
     except KeyboardInterrupt:
         say(f"interrupted; every frame done so far is logged in {out} (summary.json)")
         raise typer.Exit(128 + signal.SIGINT) from None
+    finally:  # what the run wrote is its own; files added later are never removed by --overwrite
+        for folder in (out, review_dir):
+            if folder is not None:
+                record_files(folder)
     errors = f", {report['errors']} unreadable frame(s) skipped" if report["errors"] else ""
     typer.echo(f"{report['frames']} frames, {report['alerts']} jam-risk alerts, {report['review']} for review"
                f"{errors}, {report['latency_ms_mean']:.1f} ms/frame; wrote {out}")

@@ -19,6 +19,7 @@ from jamspotter.data.io import atomic_write, read_samples, samples_path, write_j
 from jamspotter.data.records import Sample
 from jamspotter.errors import JamspotterError
 from jamspotter.formats.contract import RunContract, TaskMix, dataset_classes, taxonomy_overrides
+from jamspotter.outputs import record_files
 from jamspotter.train.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from jamspotter.train.config import SFTRunConfig, dump_config
 from jamspotter.train.data import Example, SFTCollator, example_to_row, expand_examples
@@ -109,7 +110,7 @@ def prepare_output(cfg: SFTRunConfig, *, resume: bool, overwrite: bool) -> Path:
     A folder holding another run is refused unless `resume` (its recorded identity must match this
     config) or `overwrite` (replaces it whole, only when jamspotter wrote it).
     """
-    from jamspotter.outputs import check_output_dir, is_empty_dir, prepare_dir
+    from jamspotter.outputs import check_output_dir, is_empty_dir, prepare_dir, write_marker
 
     out = Path(cfg.train.output_dir)
     if resume and overwrite:
@@ -127,6 +128,7 @@ def prepare_output(cfg: SFTRunConfig, *, resume: bool, overwrite: bool) -> Path:
             more = f" (+{len(diff) - 1} more)" if len(diff) > 1 else ""
             raise JamspotterError(f"{out}: cannot --resume: the checkpoint's {k} is {recorded.get(k)!r} but this "
                                   f"config has {now.get(k)!r}{more}")
+        write_marker(out, "train sft")  # being written again: its new checkpoints are the run's own
         return out
     inputs = [cfg.data.train, cfg.data.eval]
     check_output_dir(out, overwrite=overwrite, inputs=inputs, option="--resume to continue that run or --overwrite")
@@ -268,6 +270,8 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
     done = finished_run(out, checkpoint, cfg.train.max_steps)
     if done is not None:  # the Trainer would take one more step past max_steps when resumed mid-epoch
         log(f"{checkpoint.name} already reached max_steps={cfg.train.max_steps} and final/ is saved: nothing to do")
+        if main:
+            record_files(out)
         return SFTResult(out, out / "final", done["global_step"], done.get("train_loss"), done, time.time() - start,
                          is_main=main)
     full_weights = checkpoint if checkpoint and cfg.finetune.method == "full" else None
@@ -314,6 +318,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
         metrics["detection"] = last if last.get("step") == step else f1[0].run(trainer.model, step)
     if main:
         write_json(out / "metrics.json", metrics)
+        record_files(out)  # the run's files; anything added to the folder later is never removed by --overwrite
     log(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
     return SFTResult(out, final, trainer.state.global_step, result.training_loss, metrics, time.time() - start,
                      is_main=main)
