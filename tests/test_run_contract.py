@@ -323,12 +323,29 @@ def test_second_run_into_a_used_output_dir_is_refused_resume_checks_the_config(t
 
 
 def test_a_missing_local_model_folder_fails_at_once(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub
+
+    from jamspotter.models.loading import check_hub_id
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     start = time.perf_counter()
     r = runner.invoke(app, ["infer", "runs/final", str(tmp_path), "--out", "p.jsonl"])
     assert r.exit_code == 2 and "runs/final: no such folder" in r.output
     assert time.perf_counter() - start < 5  # no model-hub retries
+    # without a runs/ folder the name could be a hub id: one quick question to the hub decides
+    calls = []
+
+    def unreachable(self, repo_id, **kwargs):  # noqa: ANN001, ANN003, ANN202 - HfApi.model_info
+        calls.append((repo_id, kwargs.get("timeout")))
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    check_hub_id.cache_clear()
+    start = time.perf_counter()
+    r = runner.invoke(app, ["infer", "nothere/final", str(tmp_path), "--out", "p.jsonl"])
+    assert r.exit_code == 2 and "nothere/final: no such local folder, and the model hub cannot be reached" in r.output
+    assert calls == [("nothere/final", 10)] and time.perf_counter() - start < 5
 
 
 def test_edge_splits_follow_the_one_split_rule() -> None:

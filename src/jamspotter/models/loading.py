@@ -6,6 +6,7 @@ runs remote code: the three families are native transformers classes.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -131,7 +132,39 @@ def check_model_source(name_or_path: str | Path) -> str | Path:
     if looks_local and not any((local / f).is_file() for f in MODEL_FILES):
         what = "no such folder" if not local.exists() else f"not a model folder (none of {', '.join(MODEL_FILES)})"
         raise JamspotterError(f"{text}: {what}")
+    if not looks_local:
+        check_hub_id(text)
     return local if looks_local else text
+
+
+@functools.lru_cache(maxsize=32)
+def check_hub_id(repo_id: str) -> None:
+    """A name that is no local folder must be a model the hub has (or its cache holds): asked once, quickly.
+
+    Without this, a mistyped local path (`runs/final` with no `runs/` here) waits through the hub
+    client's retries before failing; one metadata request answers at once. Offline mode
+    (HF_HUB_OFFLINE=1) and cached models skip the request.
+    """
+    import os
+
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return
+    try:
+        if any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in ("config.json", "adapter_config.json")):
+            return
+        HfApi().model_info(repo_id, timeout=10)
+    except HFValidationError:
+        raise JamspotterError(f"{repo_id}: no such local folder, and not a valid hub id") from None
+    except RepositoryNotFoundError:
+        raise JamspotterError(f"{repo_id}: no such local folder, and no such model on the hub") from None
+    except HfHubHTTPError:
+        return  # gated, private or a hub hiccup: from_pretrained (with the user's token) says what is wrong
+    except Exception as e:  # the hub cannot be reached (DNS, connection refused, timeout)
+        raise JamspotterError(f"{repo_id}: no such local folder, and the model hub cannot be reached to fetch it "
+                              f"({type(e).__name__}: {' '.join(str(e).split())})") from None
 
 
 MODEL_FILES = ("config.json", "adapter_config.json", "processor_config.json", "preprocessor_config.json")
