@@ -123,7 +123,7 @@ def test_merge_copies_contract_and_merged_equals_adapter(tmp_path: Path, tiny_q2
     assert r.exit_code == 0, r.output
     final = tmp_path / "run" / "final"
     assert (final / "adapter_config.json").is_file()
-    r = runner.invoke(app, ["train", "merge", str(final), "--out", str(tmp_path / "merged"), "--dtype", "fp32"])
+    r = runner.invoke(app, ["train", "merge", str(final), "--out", str(tmp_path / "merged")])  # as the README
     assert r.exit_code == 0, r.output
     merged = tmp_path / "merged"
     assert json.loads((merged / CONTRACT_FILE).read_text()) == json.loads((final / CONTRACT_FILE).read_text())

@@ -68,10 +68,15 @@ def merge(
     adapter: Path = typer.Argument(..., help="LoRA adapter folder (e.g. runs/x/final)"),
     out: Path = typer.Option(..., "--out", help="folder for the merged bf16 model"),
     base: str = typer.Option(None, "--base", help="base model (default: from adapter_config.json)"),
-    dtype: str = typer.Option("bf16", "--dtype", help="bf16 | fp16 | fp32 (weights of the merged model)"),
+    dtype: str = typer.Option("stored", "--dtype",
+                              help="stored (the base model's own dtype) | bf16 | fp16 | fp32 (merged weights)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier merge in OUT"),
 ) -> None:
-    """Merge a LoRA adapter into its base: safetensors + processor + run contract (transformers/vLLM loadable)."""
+    """Merge a LoRA adapter into its base: safetensors + processor + run contract (transformers/vLLM loadable).
+
+    The merged weights keep the base model's stored dtype (bf16 for released Qwen-VL checkpoints), so
+    `infer MERGED` answers as `infer ADAPTER` does on the same machine.
+    """
     from jamspotter.train.merge import merge_adapter
 
     typer.echo(f"merged model: {merge_adapter(adapter, out, base=base, dtype=dtype, overwrite=overwrite)}")
