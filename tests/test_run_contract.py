@@ -258,8 +258,8 @@ def test_packaged_configs_run_with_just_a_train_folder(tmp_path: Path) -> None:
     for name in packaged_configs():
         if name == "line":
             continue
-        cfg = load_config(name, [f"data.train={ds}"], check_model=False)
-        assert cfg.data.train == str(ds)
+        cfg = load_config(name, [f"data.train={ds}"], check_model=False)  # files are checked: no data/val
+        assert cfg.data.train == str(ds) and cfg.data.eval is None
 
 
 def _commands(group, prefix: str = "") -> set[str]:  # noqa: ANN001 - a click group
@@ -411,3 +411,12 @@ def test_overwrite_never_deletes_files_added_to_an_earlier_output(tmp_path: Path
     assert r.exit_code == 2 and "analysis.md" in r.output and (tmp_path / "run" / "analysis.md").is_file()
     (tmp_path / "run" / "analysis.md").unlink()  # once moved out, the run's own files are replaced whole
     assert runner.invoke(app, ["train", "sft", "--config", str(cfg), "--overwrite"]).exit_code == 0
+
+
+def test_a_recommended_config_trains_with_just_a_train_folder(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "ds", n=1)
+    r = runner.invoke(app, ["train", "recommend", "--dataset-size", "500", "--gpu-memory", "24"])
+    assert r.exit_code == 0
+    (tmp_path / "rec.yaml").write_text(r.output)
+    cfg = load_config(tmp_path / "rec.yaml", [f"data.train={ds}"], check_model=False)  # data/val does not exist
+    assert cfg.data.eval is None

@@ -135,7 +135,8 @@ def recommend(dataset_size: int, gpu_memory: float, model: str = "Qwen2.5-VL-7B-
                    f"at effective batch {batch * accum}")
     cfg: dict[str, Any] = {
         "model": {"name": size.name, "family": size.family, "dtype": "bf16"},
-        "data": {"train": "data/train", "eval": "data/val", "min_pixels": min(256 * factor, max_pixels),
+        # eval null: validation is the dataset's own split=val samples (`jamspotter data split` makes them)
+        "data": {"train": "data/train", "eval": None, "min_pixels": min(256 * factor, max_pixels),
                  "max_pixels": max_pixels},
         "finetune": {"method": method, "lora_r": rank, "lora_alpha": 2 * rank, "lora_targets": "language",
                      "freeze_vision": True, "freeze_merger": method == "qlora"},
