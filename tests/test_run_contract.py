@@ -420,3 +420,11 @@ def test_a_recommended_config_trains_with_just_a_train_folder(tmp_path: Path) ->
     (tmp_path / "rec.yaml").write_text(r.output)
     cfg = load_config(tmp_path / "rec.yaml", [f"data.train={ds}"], check_model=False)  # data/val does not exist
     assert cfg.data.eval is None
+
+
+def test_explicit_classes_must_list_every_label_of_the_data(tmp_path: Path, tiny_q2: Path) -> None:
+    ds = make_dataset(tmp_path / "ds", n=1)  # labels: rope, cardboard
+    cfg = write_config(tmp_path / "cfg.yaml", tiny_q2, ds, tmp_path / "run", data={"classes": ["rope", "hose"]})
+    r = runner.invoke(app, ["train", "sft", "--config", str(cfg)])
+    assert r.exit_code == 2 and "data.classes does not list 'cardboard'" in r.output, r.output
+    assert not (tmp_path / "run").exists()  # refused before anything was written or loaded

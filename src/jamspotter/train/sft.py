@@ -63,15 +63,27 @@ def split_samples(cfg: SFTRunConfig) -> tuple[list[Sample], Path, list[Sample], 
     return train, train_path.parent, held, train_path.parent
 
 
+def check_classes(cfg: SFTRunConfig, samples: list[Sample]) -> None:
+    """An explicit `data.classes` must list every label of the data: a target naming a class the prompt
+    does not list would teach the model to answer off the list."""
+    if not cfg.data.classes:
+        return
+    unlisted = sorted(set(dataset_classes(samples, cfg.data.classes)) - set(cfg.data.classes))
+    if unlisted:
+        more = f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+        raise JamspotterError(f"data.classes does not list {', '.join(map(repr, unlisted[:5]))}{more}, which the "
+                              "training data labels; add them, or relabel the data")
+
+
 def build_contract(cfg: SFTRunConfig, family: str, processor: Any, samples: list[Sample]) -> RunContract:
     """Decide, once, what this run teaches the model to answer (saved as jamspotter.json beside the weights)."""
     from jamspotter.data.exporters import check_box_family
     from jamspotter.formats import resize_params
 
     check_box_family(samples, family)  # chat imports holding another family's box numbers are refused
+    d = cfg.data
     params = resize_params(processor)  # the processor actually loaded, with the configured budget
     video = getattr(getattr(processor, "video_processor", None), "size", None) or {}
-    d = cfg.data
     with_reason = d.with_reason if d.with_reason is not None else (
         d.jam_only and any(o.reason for s in samples for o in s.objects))
     return RunContract(
@@ -257,13 +269,14 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
     if not main:
         log = _quiet
     out = Path(cfg.train.output_dir)
+    train, train_root, held_out, eval_root = split_samples(cfg)  # data errors surface before anything is written
+    check_classes(cfg, train + held_out)
     if main:
         prepare_output(cfg, resume=resume, overwrite=overwrite)
         with atomic_write(out / "train_config.yaml") as fh:
             fh.write(dump_config(cfg))
     state.wait_for_everyone()  # the other ranks start once the folder is claimed
 
-    train, train_root, held_out, eval_root = split_samples(cfg)
     checkpoint = latest_complete_checkpoint(out) if resume else None
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {out}: starting fresh")
