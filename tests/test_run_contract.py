@@ -206,6 +206,17 @@ def test_training_count_task_asks_absent_classes_and_vqa_off_does_not_duplicate(
         assert counts["rope"] == "1" and counts["cardboard"] == "1"
         assert "0" in counts.values()  # at least one absent class is asked, answer 0
 
+    # which classes a count question asks never depends on what the image holds
+    import random
+
+    from jamspotter.formats.augment import augment_sample
+
+    empty = samples[0].model_copy(update={"objects": []})
+    many = ["rope", "hose", "strap", "wire", "glass", "paper", "metal", "cardboard", "plastic", "trash"]
+    q1 = augment_sample(samples[0], ["count"], 1, random.Random(5), many)[0].qa[0].question
+    q2 = augment_sample(empty, ["count"], 1, random.Random(5), many)[0].qa[0].question
+    assert q1 == q2
+
     aug = augment_samples(samples, per_image=4, seed=1)
     assert len(aug) == 12
     no_vqa = expand_examples(samples + aug, tmp_path / "ds", TaskMix(vqa=False), classes, seed=0)

@@ -14,11 +14,12 @@ from collections.abc import Iterable, Sequence
 
 from jamspotter.data.boxes import box_area, clip_box
 from jamspotter.data.records import BoxObject, QATurn, Sample
-from jamspotter.data.taxonomy import JAM_CLASSES, MATERIAL_CLASSES
+from jamspotter.formats.contract import dataset_classes, default_classes
 from jamspotter.formats.tasks import count_answer, count_question, region_answer, region_question
 
 KINDS: tuple[str, ...] = ("count", "full", "partial", "none")
 MIN_REGION = 4.0  # pixels; smaller regions say nothing useful
+COUNT_CLASSES = 8  # classes one counting question asks about (a longer list makes a long answer)
 
 
 def _disjoint(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -26,13 +27,14 @@ def _disjoint(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 
 
-def _count_turn(sample: Sample, rng: random.Random, classes: Sequence[str]) -> tuple[QATurn, None]:
-    """Count the labels present plus one or two absent classes (answer 0), so 0 is an answer the model learns."""
-    present = sorted({o.label for o in sample.objects})
-    absent = [c for c in classes if c not in present]
-    classes = present + rng.sample(absent, k=min(len(absent), rng.randint(1, 2)))
-    rng.shuffle(classes)
-    return QATurn(question=count_question(classes), answer=count_answer(sample.objects, classes)), None
+def _count_turn(sample: Sample, rng: random.Random, classes: Sequence[str]) -> QATurn:
+    """Count up to COUNT_CLASSES classes drawn from the class list without looking at the image.
+
+    Choosing the classes from what the image holds would name the answer in the question; drawn blind,
+    absent classes (answer 0) come up as often as they do in the data.
+    """
+    asked = rng.sample(list(classes), k=min(len(classes), COUNT_CLASSES))
+    return QATurn(question=count_question(asked), answer=count_answer(sample.objects, asked))
 
 
 def _full_region(obj: BoxObject, w: int, h: int, rng: random.Random) -> list[float]:
@@ -77,10 +79,10 @@ def augment_sample(sample: Sample, kinds: Sequence[str], per_image: int, rng: ra
                    classes: Sequence[str] | None = None) -> list[Sample]:
     """Up to `per_image` augmented copies of one image sample (kinds taken in turn; impossible ones skipped).
 
-    `classes`: where count questions draw absent classes from (default: the taxonomy's classes).
+    `classes`: the class list count questions draw from (default: the taxonomy's classes).
     This is the one generator of count and region tasks: `data augment` and training both call it.
     """
-    classes = list(classes) if classes else list(JAM_CLASSES + MATERIAL_CLASSES)
+    classes = list(classes) if classes else default_classes()
     if sample.image is None or not sample.width or not sample.height:
         return []
     w, h = int(sample.width), int(sample.height)
@@ -93,7 +95,7 @@ def augment_sample(sample: Sample, kinds: Sequence[str], per_image: int, rng: ra
         kind = order[k % len(order)]
         region: list[float] | None = None
         if kind == "count":
-            turn, _ = _count_turn(sample, rng, classes)
+            turn = _count_turn(sample, rng, classes)
         else:
             if kind == "none":
                 region = _empty_region(objects, w, h, rng)
@@ -114,12 +116,17 @@ def augment_sample(sample: Sample, kinds: Sequence[str], per_image: int, rng: ra
 
 def augment_samples(samples: Iterable[Sample], kinds: Sequence[str] = KINDS, per_image: int = 4,
                     seed: int = 0) -> list[Sample]:
-    """Augmented copies for every image sample (clips and samples without a size are skipped)."""
+    """Augmented copies for every image sample (clips and samples without a size are skipped).
+
+    Count questions draw from the dataset's class list (the taxonomy's classes plus every label in the data).
+    """
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise ValueError(f"unknown augmentation kinds {bad}; choose from {', '.join(KINDS)}")
+    samples = list(samples)
+    classes = dataset_classes(samples)
     rng = random.Random(seed)
     out: list[Sample] = []
     for s in samples:
-        out.extend(augment_sample(s, kinds, per_image, rng))
+        out.extend(augment_sample(s, kinds, per_image, rng, classes))
     return out
