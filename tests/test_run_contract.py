@@ -439,3 +439,27 @@ def test_explicit_classes_must_list_every_label_of_the_data(tmp_path: Path, tiny
     r = runner.invoke(app, ["train", "sft", "--config", str(cfg)])
     assert r.exit_code == 2 and "data.classes does not list 'cardboard'" in r.output, r.output
     assert not (tmp_path / "run").exists()  # refused before anything was written or loaded
+
+
+def test_every_stage_applies_the_one_jam_rule() -> None:
+    import random
+
+    from jamspotter.data.stats import dataset_stats
+    from jamspotter.data.taxonomy import Taxonomy
+    from jamspotter.evaluate import evaluate_detections
+    from jamspotter.formats import get_format
+
+    rng = random.Random(3)
+    tax = Taxonomy({"weird": True, "rope": False})
+    labels, flags = ["rope", "cardboard", "weird", "hose", "other"], [None, True, False]
+    gt = [Sample(id=f"i{i}", width=100, height=100, objects=[
+        BoxObject(label=rng.choice(labels), bbox=[k * 10, 0, k * 10 + 8, 8], jam_risk=rng.choice(flags))
+        for k in range(5)]) for i in range(20)]
+    # the rule stated once, by hand: an explicit taxonomy entry wins, then the box's flag, then the label
+    by_hand = sum((o.label == "weird") if o.label in ("weird", "rope") else
+                  (o.jam_risk if o.jam_risk is not None else o.label == "hose") for s in gt for o in s.objects)
+    assert sum(tax.is_jam(o) for s in gt for o in s.objects) == by_hand
+    assert evaluate_detections(gt, gt, taxonomy=tax)["jam_counts"]["gt"] == by_hand  # the vectorised evaluator
+    assert dataset_stats(gt, tax)["jam_object_share"] == pytest.approx(by_hand / 100)
+    fmt = get_format("qwen3-vl", taxonomy=tax, jam_only=True)
+    assert sum(len(fmt.expected_objects(s.objects)) for s in gt) == by_hand

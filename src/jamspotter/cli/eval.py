@@ -124,7 +124,9 @@ def detection(
                             others)
         what = " and running COCOeval" if coco_map else ""
         with Console(stderr=True).status(f"matching {len(samples)} images{what} ..."):
-            ev = evaluate_detection_run(samples, preds, iou, Taxonomy.load(taxonomy), coco=coco_map,
+            # one jam rule: --taxonomy, else the run's own (what its jam-only prompt and targets used)
+            tax = Taxonomy.load(taxonomy) if taxonomy or contract is None else Taxonomy(contract.taxonomy)
+            ev = evaluate_detection_run(samples, preds, iou, tax, coco=coco_map,
                                         map_backend=map_backend.value)
             metrics = write_detection_report(ev, stage, root, gallery)
     _print("detection", metrics, out)

@@ -36,7 +36,7 @@ def stratum(sample: Sample, by: str = "label", taxonomy: Taxonomy = DEFAULT_TAXO
         return sample.label or dominant([o.label for o in sample.objects]) or "(none)"
     if by == "jam":
         jam = [o.label for o in sample.objects
-               if (o.jam_risk if o.jam_risk is not None else taxonomy.jam_risk(o.label))]
+               if taxonomy.is_jam(o)]
         if not jam and sample.label and taxonomy.jam_risk(sample.label):
             jam = [sample.label]
         return dominant(jam) or "(no jam)"

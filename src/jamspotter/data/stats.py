@@ -21,10 +21,6 @@ SMALL, MEDIUM = 32**2, 96**2
 SIDE_BINS = (0, 16, 32, 64, 128, 256, 512, 1024)  # histogram of sqrt(area) in px
 
 
-def _jam(label: str, flag: bool | None, taxonomy: Taxonomy) -> bool:
-    return flag if flag is not None else taxonomy.jam_risk(label)
-
-
 def dataset_stats(samples: Sequence[Sample], taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> dict:
     """Counts for a dataset; every number the `stats` command prints comes from here."""
     objects = [o for s in samples for o in s.objects]
@@ -38,8 +34,8 @@ def dataset_stats(samples: Sequence[Sample], taxonomy: Taxonomy = DEFAULT_TAXONO
         sizes["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
         side = math.sqrt(area)
         side_hist[max(i for i, b in enumerate(SIDE_BINS) if side >= b)] += 1
-    jam_objects = sum(_jam(o.label, o.jam_risk, taxonomy) for o in objects)
-    jam_images = sum(any(_jam(o.label, o.jam_risk, taxonomy) for o in s.objects)
+    jam_objects = sum(taxonomy.is_jam(o) for o in objects)
+    jam_images = sum(any(taxonomy.is_jam(o) for o in s.objects)
                      or (s.label is not None and taxonomy.jam_risk(s.label)) for s in samples)
     return {
         "samples": len(samples),

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jamspotter.data.io import read_mapping
 from jamspotter.errors import DataError
@@ -59,6 +60,14 @@ class Taxonomy:
 
     def __post_init__(self) -> None:
         self._over = {normalise(k): bool(v) for k, v in self.overrides.items()}
+
+    def is_jam(self, obj: Any) -> bool:
+        """The jam rule for one labelled object (every stage uses it): a label this taxonomy names explicitly
+        wins; else the object's own `jam_risk` flag (importers store one); else the label's default."""
+        key = normalise(obj.label)
+        if key in self._over:
+            return self._over[key]
+        return obj.jam_risk if obj.jam_risk is not None else canonical_label(obj.label) in JAM_CLASSES
 
     def jam_risk(self, label: str) -> bool:
         """True for jam-causing material (film, rope, hose, strap, wire, tanglers ...)."""

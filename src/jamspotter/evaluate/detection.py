@@ -62,10 +62,8 @@ def _boxes(objs: Sequence[BoxObject]) -> np.ndarray:
 
 
 def _jam_flags(objs: Sequence[BoxObject], by_label: np.ndarray, overridden: np.ndarray) -> np.ndarray:
-    """Jam-causing per object: its own `jam_risk` when set, else its label's (precomputed from the taxonomy).
-
-    A label the evaluation taxonomy names explicitly (`overridden`) takes the taxonomy's answer: importers
-    store a flag on every box, so otherwise `--taxonomy` could never change a jam metric.
+    """`Taxonomy.is_jam` for many objects at once (the labels' answers precomputed): a label the evaluation
+    taxonomy names explicitly (`overridden`) takes its answer, else the object's own flag, else the label's.
     """
     flags = by_label.copy()
     own = [o.jam_risk for o in objs]

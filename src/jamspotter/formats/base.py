@@ -102,7 +102,7 @@ class Format:
 
     def is_jam(self, obj: BoxObject) -> bool:
         """An object's jam risk: its own flag when set, else the taxonomy's answer for its label."""
-        return obj.jam_risk if obj.jam_risk is not None else self.taxonomy.jam_risk(obj.label)
+        return self.taxonomy.is_jam(obj)
 
     def asked_classes(self) -> list[str]:
         """The classes every detection prompt names: the format's list, or its jam-causing part when jam-only.

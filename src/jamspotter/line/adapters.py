@@ -39,7 +39,7 @@ def frame_verdict(det: Detections, taxonomy: Taxonomy, sure: float = 1.0) -> Det
     else `clear` with `sure`."""
     boxes = det.objects
     jams = sorted(((b.score if b.score is not None else 1.0, b.label) for b in boxes
-                   if (b.jam_risk if b.jam_risk is not None else taxonomy.jam_risk(b.label))), reverse=True)
+                   if taxonomy.is_jam(b)), reverse=True)
     if jams:
         top = [(label, float(score) * sure) for score, label in jams[:3]]
         return replace(det, label=top[0][0], confidence=top[0][1], top=top, jam_risk=True)

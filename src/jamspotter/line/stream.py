@@ -133,7 +133,7 @@ def synth_frames(n: int, interval: float, seed: int = 0, size: tuple[int, int] =
     tax = taxonomy or Taxonomy()
     for i in range(n):
         image, objects = render_scene(size[0], size[1], seed=seed + i, jam_rate=jam_rate)
-        gt = any(o.jam_risk if o.jam_risk is not None else tax.jam_risk(o.label) for o in objects)
+        gt = any(tax.is_jam(o) for o in objects)
         yield Frame(i, i * interval, image, f"synth:{seed + i}", gt)
 
 
