@@ -463,3 +463,16 @@ def test_every_stage_applies_the_one_jam_rule() -> None:
     assert dataset_stats(gt, tax)["jam_object_share"] == pytest.approx(by_hand / 100)
     fmt = get_format("qwen3-vl", taxonomy=tax, jam_only=True)
     assert sum(len(fmt.expected_objects(s.objects)) for s in gt) == by_hand
+
+
+def test_one_unreadable_image_does_not_throw_away_the_run(tmp_path: Path, tiny_q2: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (56, 56), (90, 90, 90)).save(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    r = runner.invoke(app, ["infer", str(tiny_q2), str(folder), "--out", str(tmp_path / "p.jsonl"),
+                            "--max-new-tokens", "4"])
+    assert r.exit_code == 0 and "1 unreadable image(s) skipped" in r.output, r.output
+    rows = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()}
+    assert set(rows) == {"good", "broken"} and rows["broken"]["objects"] == []
+    assert rows["broken"]["parse_problems"][0].startswith("unreadable image") and "text" in rows["good"]

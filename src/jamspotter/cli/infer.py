@@ -31,6 +31,7 @@ def infer_cmd(
     import time
 
     from jamspotter.infer import Detector
+    from jamspotter.infer.detector import UNREADABLE
     from jamspotter.infer.inputs import collect_inputs, write_predictions
     from jamspotter.models.loading import check_model_source
     from jamspotter.outputs import check_output_file
@@ -48,5 +49,10 @@ def infer_cmd(
     # one answer per image, one per decoded frame of a clip
     answers = [pp for p in preds for pp in (p.meta["parse_problems"] if p.frame_objects is not None
                                             else [p.meta["parse_problems"]])]
+    unreadable = sum(any(str(x).startswith(UNREADABLE) for x in pp) for pp in answers)
+    if unreadable:
+        typer.echo(f"warning: {unreadable} unreadable image(s) skipped: no boxes, the reason in their "
+                   "parse_problems", err=True)
     typer.echo(f"{detector.family}: {len(preds)} inputs, {len(answers)} answers, {boxes} boxes, "
                f"{sum(map(bool, answers))} answers with parse problems, {seconds:.1f} s; wrote {out}")
+

@@ -24,6 +24,7 @@ from jamspotter.formats.contract import RunContract, untrained_contract
 Task = Literal["auto", "detect_jam", "detect_all"]
 ImageLike = Any  # PIL.Image.Image | str | Path | numpy.ndarray (H x W x 3 uint8 RGB)
 TASKS: tuple[str, ...] = ("auto", "detect_jam", "detect_all")
+UNREADABLE = "unreadable image"  # the parse problem of an input that could not be read
 
 
 def load_contract(name_or_path: str | Path) -> RunContract | None:
@@ -214,8 +215,13 @@ class Detector:
             results.append(Detections(boxes, tuple(image.size), size, raw, problems))
         return results
 
-    def detect(self, images: Sequence[ImageLike], batch_size: int = 4, progress: bool = False) -> list[Detections]:
-        """One `Detections` per image, in order. Images: PIL, paths or RGB arrays (any sizes)."""
+    def detect(self, images: Sequence[ImageLike], batch_size: int = 4, progress: bool = False,
+               skip_unreadable: bool = False) -> list[Detections]:
+        """One `Detections` per image, in order. Images: PIL, paths or RGB arrays (any sizes).
+
+        An unreadable image is a DataError, or with `skip_unreadable` an answer without boxes whose
+        `problems` say why (so one bad file in a folder does not throw away the rest of a run).
+        """
         if batch_size < 1:
             raise JamspotterError(f"batch_size must be >= 1, got {batch_size}")
         results: list[Detections] = []
@@ -225,7 +231,17 @@ class Detector:
 
             batches = track(batches, total=-(-len(images) // batch_size), description="detect")
         for batch in batches:
-            results += self._generate([to_pil(im) for im in batch])
+            opened: list[Any] = []
+            for im in batch:
+                try:
+                    opened.append(to_pil(im))
+                except DataError as e:
+                    if not skip_unreadable:
+                        raise
+                    opened.append(Detections(problems=[f"{UNREADABLE}: {e.format_message()}"]))
+            readable = [im for im in opened if not isinstance(im, Detections)]
+            answers = iter(self._generate(readable) if readable else [])
+            results += [im if isinstance(im, Detections) else next(answers) for im in opened]
         return results
 
     def detect_video(self, path: str | Path, every_n: int = 1, batch_size: int = 4) -> list[Detections]:
@@ -244,6 +260,7 @@ class Detector:
         The raw text and parse problems go to `meta["text"]` / `meta["parse_problems"]` (for a clip,
         one entry per frame, with `meta["frame_indices"]`), which is where `jamspotter.evaluate` reads them.
         Clip videos are sampled every `every_n` frames; a clip given as `frames` runs on all of them.
+        An unreadable image gets no boxes and an `unreadable image: ...` parse problem; the others still run.
         """
         for s in samples:
             if s.image is None and s.video is None and not s.frames:
@@ -251,7 +268,7 @@ class Detector:
         out: list[Sample | None] = [None] * len(samples)
         on_images = [i for i, s in enumerate(samples) if s.image is not None]
         results = self.detect([samples[i].image_path(root) for i in on_images], batch_size=batch_size,
-                              progress=progress)
+                              progress=progress, skip_unreadable=True)
         for i, res in zip(on_images, results, strict=True):
             out[i] = res.to_sample(samples[i])
         for i, s in enumerate(samples):
