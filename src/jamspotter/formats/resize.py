@@ -59,7 +59,7 @@ class ResizeParams:
         return w, h
 
 
-# Defaults = the released models' preprocessor_config.json (../shared/data/qwen_configs/*):
+# Defaults = the released models' preprocessor_config.json (on the hub, beside each model's weights):
 # Qwen2-VL / Qwen2.5-VL: patch 14 x merge 2, min_pixels 3136, max_pixels 12845056;
 # Qwen3-VL: patch 16 x merge 2, size {shortest_edge: 65536, longest_edge: 16777216}.
 DEFAULT_PARAMS: dict[str, ResizeParams] = {

@@ -33,11 +33,16 @@ def load_contract(name_or_path: str | Path) -> RunContract | None:
     return RunContract.load(path) if path.is_dir() else None
 
 
-def contract_for_task(contract: RunContract, task: str) -> RunContract:
-    """`auto` keeps the trained question; `detect_jam` / `detect_all` ask for jam-causing / all items instead."""
+def check_task(task: str) -> str:
+    """`task` if it is one of TASKS, else a one-line error."""
     if task not in TASKS:
         raise JamspotterError(f"unknown task {task!r}; use {', '.join(TASKS)}")
-    if task == "auto" or (task == "detect_jam") == contract.jam_only:
+    return task
+
+
+def contract_for_task(contract: RunContract, task: str) -> RunContract:
+    """`auto` keeps the trained question; `detect_jam` / `detect_all` ask for jam-causing / all items instead."""
+    if check_task(task) == "auto" or (task == "detect_jam") == contract.jam_only:
         return contract
     return contract.model_copy(update={"jam_only": task == "detect_jam", "with_reason": False})
 
@@ -116,8 +121,7 @@ class Detector:
         from jamspotter.formats import resize_params
         from jamspotter.models import load_model
 
-        if task not in TASKS:
-            raise JamspotterError(f"unknown task {task!r}; use {', '.join(TASKS)}")
+        check_task(task)  # before the model is loaded
         trained = load_contract(name_or_path)
         if trained is not None:
             min_pixels = min_pixels if min_pixels is not None else trained.min_pixels

@@ -1,6 +1,6 @@
 """Line configuration for the digital twin: pydantic models that map 1:1 to the YAML in configs/line.yaml.
 
-Every default cites its row in shared/reference/mrf-line-parameters.md or says ASSUMPTION (an unknown
+Every default cites its row in docs/line-parameters.md or says ASSUMPTION (an unknown
 that `jamspotter line simulate --sweep ...` explores). A user's file only needs the values it changes:
 it is merged over the packaged configs/line.yaml (mappings key by key, lists such as `items` replaced
 whole). Every value must be finite and lie in a plausible range (the bounds below are wide: they catch

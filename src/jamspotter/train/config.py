@@ -207,7 +207,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
     try:
         cfg = SFTRunConfig.model_validate(raw)
     except ValidationError as e:
-        raise JamspotterError(_one_line(e, source)) from None
+        overridden = {o.partition("=")[0].strip() for o in overrides or []}
+        first = ".".join(str(p) for p in e.errors()[0].get("loc", ()))
+        raise JamspotterError(_one_line(e, "--set" if first in overridden else source)) from None
     if check_files:
         check_data_files(cfg, source)
     if check_model:
