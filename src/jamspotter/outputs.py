@@ -208,14 +208,14 @@ def replace_dir(new: Path, out: Path) -> None:
 
 
 def prepare_dir(out: str | Path, command: str, *, overwrite: bool = False,
-                inputs: Iterable[str | Path | None] = ()) -> Path:
+                inputs: Iterable[str | Path | None] = (), option: str = "--overwrite") -> Path:
     """For outputs written in place as work goes (logs appended per frame, checkpoints): check, clear, mark.
 
     With `overwrite`, an earlier output of ours is removed whole first (no stale files). The command calls
     `record_files` when it ends, so files added to the folder later are never deleted by an overwrite.
     """
     out = Path(out)
-    check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    check_output_dir(out, overwrite=overwrite, inputs=inputs, option=option)
     if out.exists() and not is_empty_dir(out):
         shutil.rmtree(out)
     try:

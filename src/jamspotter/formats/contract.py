@@ -8,13 +8,13 @@ it alone, so a model is always asked exactly the question it was taught. Nothing
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from jamspotter.data.records import Sample
+from jamspotter.data.records import BoxObject, Sample
 from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, JAM_CLASSES, MATERIAL_CLASSES, Taxonomy
 from jamspotter.errors import DataError
 
@@ -86,10 +86,6 @@ class RunContract(BaseModel):
                           with_reason=self.with_reason, tool_call=self.tool_call, taxonomy=Taxonomy(self.taxonomy),
                           **kwargs)
 
-    def detection_prompt(self) -> str:
-        """The user instruction every image is sent with."""
-        return self.format().prompt()
-
     # ---- files -------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         """Write `folder/jamspotter.json` atomically."""
@@ -126,18 +122,24 @@ def dataset_classes(samples: Sequence[Sample], base: Sequence[str] | None = None
     question), and inference could never ask for them.
     """
     base = list(base) if base else default_classes()
-    labels = {o.label for s in samples for o in [*s.objects, *(o for f in s.frame_objects or [] for o in f)]}
-    labels |= {s.label for s in samples if s.label}
+    labels = {o.label for o in _all_objects(samples)} | {s.label for s in samples if s.label}
     return base + sorted(labels - set(base))
+
+
+def _all_objects(samples: Sequence[Sample]) -> Iterator[BoxObject]:
+    """Every labelled box of the samples: image objects and the per-frame boxes of clips."""
+    for s in samples:
+        yield from s.objects
+        for frame in s.frame_objects or []:
+            yield from frame
 
 
 def taxonomy_overrides(samples: Sequence[Sample], base: Taxonomy = DEFAULT_TAXONOMY) -> dict[str, bool]:
     """Labels whose objects are flagged (jam_risk) differently from `base`, by majority: what the data teaches."""
     votes: dict[str, list[bool]] = {}
-    for s in samples:
-        for o in [*s.objects, *(o for f in s.frame_objects or [] for o in f)]:
-            if o.jam_risk is not None:
-                votes.setdefault(o.label, []).append(o.jam_risk)
+    for o in _all_objects(samples):
+        if o.jam_risk is not None:
+            votes.setdefault(o.label, []).append(o.jam_risk)
     out = {}
     for label, flags in sorted(votes.items()):
         jam = sum(flags) * 2 >= len(flags)
@@ -146,7 +148,6 @@ def taxonomy_overrides(samples: Sequence[Sample], base: Taxonomy = DEFAULT_TAXON
     return out
 
 
-def untrained_contract(family: str, min_pixels: int, max_pixels: int, *, jam_only: bool = False) -> RunContract:
+def untrained_contract(family: str, min_pixels: int, max_pixels: int) -> RunContract:
     """The contract assumed for a model jamspotter did not train (a released checkpoint): default classes."""
-    return RunContract(family=family, min_pixels=min_pixels, max_pixels=max_pixels, classes=default_classes(),
-                       jam_only=jam_only)
+    return RunContract(family=family, min_pixels=min_pixels, max_pixels=max_pixels, classes=default_classes())

@@ -180,7 +180,7 @@ def adapter_base(folder: str | Path) -> str | None:
 
     base = json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
-        raise JamspotterError(f"{cfg}: no base_model_name_or_path")
+        raise JamspotterError(f"{cfg}: no base_model_name_or_path (train merge takes --base)")
     return str(base)
 
 

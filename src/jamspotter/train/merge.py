@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jamspotter.errors import JamspotterError
@@ -22,18 +21,15 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     """
     from peft import PeftModel
 
-    from jamspotter.models.loading import load_model, load_processor, resolve_dtype
+    from jamspotter.models.loading import adapter_base, load_model, load_processor, resolve_dtype
 
     adapter, out = Path(adapter), Path(out)
     if not adapter.is_dir():
         raise JamspotterError(f"{adapter}: no such adapter folder")
     check_output_dir(out, overwrite=overwrite, inputs=[adapter])
     contract = RunContract.load(adapter)
-    adapter_cfg = adapter / "adapter_config.json"
-    if adapter_cfg.is_file():
-        base = base or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-        if not base:
-            raise JamspotterError(f"{adapter_cfg}: no base_model_name_or_path; pass --base")
+    if (adapter / "adapter_config.json").is_file():
+        base = base or adapter_base(adapter)
         dtype = stored_dtype(base) if dtype == "stored" else dtype
         model, processor = load_model(base, dtype=dtype)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()

@@ -83,22 +83,18 @@ def build_contract(cfg: SFTRunConfig, family: str, processor: Any, samples: list
     check_box_family(samples, family)  # chat imports holding another family's box numbers are refused
     d = cfg.data
     params = resize_params(processor)  # the processor actually loaded, with the configured budget
-    video = getattr(getattr(processor, "video_processor", None), "size", None) or {}
+    video_processor = getattr(processor, "video_processor", None)
+    video = resize_params(video_processor) if video_processor is not None else None
     with_reason = d.with_reason if d.with_reason is not None else (
         d.jam_only and any(o.reason for s in samples for o in s.objects))
     return RunContract(
         family=family, min_pixels=params.min_pixels, max_pixels=params.max_pixels,
-        video_min_pixels=_size_value(video, "shortest_edge"), video_max_pixels=_size_value(video, "longest_edge"),
+        video_min_pixels=video.min_pixels if video else None, video_max_pixels=video.max_pixels if video else None,
         clip_frames=d.clip_frames, classes=d.classes or dataset_classes(samples), jam_only=d.jam_only,
         taxonomy=taxonomy_overrides(samples), with_reason=with_reason,
         tasks=TaskMix(detection=d.detection, count=d.count, region=d.region, vqa=d.vqa, clips=d.clips),
         training=run_identity(cfg),
     )
-
-
-def _size_value(size: Any, key: str) -> int | None:
-    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
-    return int(value) if value else None
 
 
 def run_identity(cfg: SFTRunConfig) -> dict[str, Any]:
@@ -122,7 +118,7 @@ def prepare_output(cfg: SFTRunConfig, *, resume: bool, overwrite: bool) -> Path:
     A folder holding another run is refused unless `resume` (its recorded identity must match this
     config) or `overwrite` (replaces it whole, only when jamspotter wrote it).
     """
-    from jamspotter.outputs import check_output_dir, is_empty_dir, prepare_dir, write_marker
+    from jamspotter.outputs import is_empty_dir, prepare_dir, write_marker
 
     out = Path(cfg.train.output_dir)
     if resume and overwrite:
@@ -142,9 +138,8 @@ def prepare_output(cfg: SFTRunConfig, *, resume: bool, overwrite: bool) -> Path:
                                   f"config has {now.get(k)!r}{more}")
         write_marker(out, "train sft")  # being written again: its new checkpoints are the run's own
         return out
-    inputs = [cfg.data.train, cfg.data.eval]
-    check_output_dir(out, overwrite=overwrite, inputs=inputs, option="--resume to continue that run or --overwrite")
-    prepare_dir(out, "train sft", overwrite=overwrite, inputs=inputs)
+    prepare_dir(out, "train sft", overwrite=overwrite, inputs=[cfg.data.train, cfg.data.eval],
+                option="--resume to continue that run or --overwrite")
     write_json(out / RUN_FILE, run_identity(cfg))
     return out
 
