@@ -1,0 +1,52 @@
+"""A tiny model that really answers with boxes: trained (full fine-tuning, a few seconds on CPU) on one scene.
+
+Random tiny models emit noise, so tests that need a model which returns a box and an alert (the service,
+the dashboard, the OpenAI backend) train one here through the project's own `train sft`. With one training
+scene the model learns to ignore the image and always answers that scene's boxes: enough to drive the
+whole path (prompt -> generate -> parse -> draw/alert) with real model output, nothing forced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# One red rectangle ("rope", jam-causing) and one brown one ("cardboard") on grey, 112x112.
+SCENE = {"rope": (220, 60, 40, [14, 20, 70, 44]), "cardboard": (180, 140, 80, [40, 62, 100, 104])}
+SIZE = (112, 112)
+
+
+def write_scene(folder: Path) -> Path:
+    """The training scene as a dataset (samples.jsonl + images/scene.png); returns the folder."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    image = Image.new("RGB", SIZE, (70, 70, 70))
+    draw = ImageDraw.Draw(image)
+    objects = []
+    for label, (r, g, b, box) in SCENE.items():
+        x1, y1, x2, y2 = box
+        draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=(r, g, b))
+        objects.append({"label": label, "bbox": [float(v) for v in box]})
+    image.save(folder / "images" / "scene.png")
+    sample = {"id": "scene", "image": "images/scene.png", "width": SIZE[0], "height": SIZE[1], "objects": objects}
+    (folder / "samples.jsonl").write_text(json.dumps(sample) + "\n")
+    return folder
+
+
+def memorise(root: Path, family: str = "qwen2.5-vl", steps: int = 150) -> Path:
+    """Train a tiny `family` model on the one scene; returns its `final/` folder (with jamspotter.json)."""
+    from typer.testing import CliRunner
+
+    from jamspotter.cli import app
+
+    data = write_scene(root / "scene")
+    run = root / f"run-{family}"
+    result = CliRunner().invoke(app, [
+        "train", "sft", "--config", "tiny", "--set", f"model.name=tiny:{family}", "--set", f"data.train={data}",
+        "--set", f"train.output_dir={run}", "--set", f"train.max_steps={steps}", "--set", "train.batch_size=1",
+        "--set", "train.save_steps=100000", "--set", "data.vqa=false", "--set", "data.clips=false",
+        "--set", "train.lr=5e-3"])
+    assert result.exit_code == 0, result.output
+    return run / "final"
