@@ -83,3 +83,56 @@ def _fmt(box: Sequence[Any]) -> str:
         return "[" + ", ".join(f"{float(v):g}" for v in box) + "]"
     except (TypeError, ValueError):
         return repr(box)
+
+
+class CropTool:
+    """The `crop` tool over one image: what a GRPO rollout and `Detector.ask` give the model.
+
+    `crop` is the only public method besides `reset`: TRL turns public methods of an environment into
+    tools, and its docstring is the schema the model reads (`crop_tool_schema`), so training and
+    inference show the model the same tool. A bad call raises ValueError with the reason, which TRL
+    (and `Detector.ask`) hand back to the model as the tool's error.
+    """
+
+    def __init__(self) -> None:
+        self.image: Any = None
+        self.format: Format | None = None
+        self.input_size: tuple[int, int] | None = None
+        self.max_calls = 0
+        self.calls: list[CropCall] = []
+
+    def reset(self, image: Any = None, fmt: Format | None = None, input_size: tuple[int, int] | None = None,
+              max_calls: int = 3) -> None:
+        """Start a new conversation about `image` (RGB PIL) whose boxes the model writes in `fmt`'s convention."""
+        self.image, self.format, self.max_calls = image, fmt, int(max_calls)
+        self.input_size = tuple(input_size) if input_size is not None else None  # type: ignore[assignment]
+        self.calls = []
+
+    def crop(self, bbox_2d: list[float]) -> list:
+        """Zoom into a region of the conveyor-belt image to look at it closely.
+
+        Args:
+            bbox_2d: The region to crop as [x1, y1, x2, y2], in the same coordinates you use for boxes.
+        """
+        if self.image is None or self.format is None:
+            raise ValueError("no image to crop")
+        if len(self.calls) >= self.max_calls:
+            raise ValueError(f"crop limit reached ({self.max_calls} per answer)")
+        call = crop_call(self.format, bbox_2d if isinstance(bbox_2d, (list, tuple)) else [bbox_2d],
+                         self.image.size, self.input_size)
+        self.calls.append(call)
+        if not call.ok:
+            raise ValueError(call.problem)
+        return [{"type": "image", "image": crop_image(self.image, call.box)}]
+
+    @property
+    def used(self) -> int:
+        """How many calls returned a crop image."""
+        return sum(c.ok for c in self.calls)
+
+
+def crop_tool_schema() -> dict[str, Any]:
+    """The JSON schema of the crop tool, as chat templates and TRL render it from `CropTool.crop`."""
+    from transformers.utils import get_json_schema
+
+    return get_json_schema(CropTool().crop)
