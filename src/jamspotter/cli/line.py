@@ -112,11 +112,12 @@ def simulate_cmd(
 
 @line_app.command("run")
 def run_cmd(
-    source: str = typer.Option(..., "--source", help="folder | clip | synth"),
+    source: str = typer.Option(..., "--source", help="folder | clip | synth | webcam (runs until Ctrl-C)"),
     model: Path = typer.Option(..., "--model", help="Edge classifier (model.onnx or checkpoint folder), edge box "
                                "detector (folder with detector.json, or detector.onnx), or a Qwen-VL hub id / folder "
                                "(slow: a VLM call per frame)."),
-    input_path: Path = typer.Option(None, "--input", help="Image folder (folder) or video file (clip)."),
+    input_path: Path = typer.Option(None, "--input", help="Image folder (folder), video file (clip), or camera "
+                                    "index or device (webcam: 0, /dev/video0)."),
     frames: int = typer.Option(50, "--frames", min=1, help="Number of synthetic frames (synth)."),
     interval: float = typer.Option(0.5, "--interval", help="Seconds of belt time between frames (>= 0)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Alert confidence for jam risk (0..1)."),
@@ -146,12 +147,13 @@ def run_cmd(
         run_stream,
         stop_on_signals,
         synth_frames,
+        webcam_frames,
     )
     from jamspotter.outputs import check_not_input, check_output_dir, prepare_dir, record_files
 
     if source not in SOURCES:
         raise JamspotterError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
-    if source in ("folder", "clip") and input_path is None:
+    if source in ("folder", "clip", "webcam") and input_path is None:
         raise JamspotterError(f"--source {source} needs --input")
     if source == "folder" and not input_path.is_dir():
         raise JamspotterError(f"{input_path}: not a folder")
@@ -161,7 +163,7 @@ def run_cmd(
     _finite("--threshold", threshold, 0.0, 1.0)
     _finite("--review-below", review_below, 0.0, 1.0)
     _finite("--cooldown", cooldown, 0.0, 86400.0)
-    inputs = [input_path, model if model.exists() else None]
+    inputs = [input_path if source != "webcam" else None, model if model.exists() else None]
     check_output_dir(out, overwrite=overwrite, inputs=inputs)
     if review_dir is not None:
         check_output_dir(review_dir, overwrite=overwrite, inputs=inputs, option="--overwrite")
@@ -183,6 +185,7 @@ def run_cmd(
         clf = load_vlm_frame_model(str(model))
     stream = (folder_frames(input_path, interval) if source == "folder"
               else clip_frames(input_path, interval) if source == "clip"
+              else webcam_frames(str(input_path), interval) if source == "webcam"
               else synth_frames(frames, interval, seed))
     cfg = StreamConfig(threshold=threshold, review_below=review_below, cooldown_s=cooldown)
     prepare_dir(out, "line run", overwrite=overwrite, inputs=inputs)

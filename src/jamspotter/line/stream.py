@@ -1,9 +1,14 @@
 """Belt stream runner: frames in belt order -> model -> CSV/JSONL log, jam-risk alerts, review queue.
 
 Sources: a folder of images (natural sort order), a video clip (decoded with av, one frame every
-`interval` seconds), or synthetic belt scenes (`jamspotter.synth.render_scene`, with ground truth).
-Frames whose top confidence is below `review_below` are copied to the review folder with a
-samples.jsonl, ready for labelling (an active-learning queue).
+`interval` seconds), synthetic belt scenes (`jamspotter.synth.render_scene`, with ground truth), or a
+camera through OpenCV (`webcam_frames`). `open_source` reads the one-string form the service's
+`--stream` takes.
+
+One frame loop: `FrameLoop.process` scores a frame and decides its alert (threshold, cooldown) and review
+flag; `run_frames` hands every `FrameResult` to a list of sinks. `run_stream` (`jamspotter line run`) is
+that loop with file sinks; the service's operator dashboard (`jamspotter.serve.dashboard`) is the same loop
+with SQLite alerts and a live view as sinks.
 
 Nothing processed is lost: every log (frames.jsonl, frames.csv, alerts.log, the review queue's
 samples.jsonl) gets one complete line per frame, flushed as the frame is done, so a Ctrl-C, SIGTERM
@@ -20,9 +25,10 @@ import csv
 import json
 import re
 import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -37,7 +43,7 @@ from jamspotter.detections import Detections
 from jamspotter.errors import DataError
 from jamspotter.line.protocol import FrameModel
 
-SOURCES = ("folder", "clip", "synth")
+SOURCES = ("folder", "clip", "synth", "webcam")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CSV_FIELDS = ("frame", "time_s", "source", "label", "confidence", "top", "jam_risk", "alert", "review",
               "latency_ms", "gt_jam", "error")
@@ -125,16 +131,86 @@ def clip_frames(path: Path, interval: float) -> Iterator[Frame]:
     return read()
 
 
-def synth_frames(n: int, interval: float, seed: int = 0, size: tuple[int, int] = (640, 480),
+def synth_frames(n: int | None, interval: float, seed: int = 0, size: tuple[int, int] = (640, 480),
                  jam_rate: float = 0.3, taxonomy: Taxonomy | None = None) -> Iterator[Frame]:
-    """`n` synthetic belt scenes (seeds seed, seed+1, ...), with whether a jam-risk item is visible."""
+    """`n` synthetic belt scenes (seeds seed, seed+1, ...; endless when `n` is None), with whether a jam-risk
+    item is visible."""
     from jamspotter.synth import render_scene
 
     tax = taxonomy or Taxonomy()
-    for i in range(n):
+    i = 0
+    while n is None or i < n:
         image, objects = render_scene(size[0], size[1], seed=seed + i, jam_rate=jam_rate)
         gt = any(tax.is_jam(o) for o in objects)
         yield Frame(i, i * interval, image, f"synth:{seed + i}", gt)
+        i += 1
+
+
+def webcam_frames(device: str | int, interval: float, max_failures: int = 50) -> Iterator[Frame]:
+    """Frames from a camera through `cv2.VideoCapture`: an index (0) or a device path (/dev/video0); anything
+    else OpenCV opens (a file, an RTSP URL) works too. One frame every `interval` seconds of wall time
+    (0 = every frame delivered); `time_s` is the wall time since the camera was opened.
+
+    The device is opened now (one that cannot be opened is a DataError). A source that reports a frame count
+    (a file) ends quietly at its end; a camera that fails `max_failures` reads in a row ends the stream with
+    one Frame carrying the error.
+    """
+    import cv2
+
+    target: str | int = int(device) if str(device).isdigit() else str(device)
+    cap = cv2.VideoCapture(target)
+    if not cap.isOpened():
+        cap.release()
+        raise DataError(f"{device}: cannot open camera (no such device, or it is in use)")
+    cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the newest frame, not a queue of stale ones (where supported)
+    is_file = cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0
+
+    def read() -> Iterator[Frame]:
+        t0 = time.monotonic()
+        next_t, index, failures = 0.0, 0, 0
+        try:
+            while True:
+                ok, bgr = cap.read()
+                t = time.monotonic() - t0
+                if not ok or bgr is None:
+                    if is_file:
+                        return
+                    failures += 1
+                    if failures >= max_failures:
+                        yield Frame(index, t, None, f"webcam:{device}",
+                                    error=f"{device}: camera stopped delivering frames ({failures} failed reads)")
+                        return
+                    time.sleep(0.02)
+                    continue
+                failures = 0
+                if t + 1e-6 < next_t:
+                    continue
+                yield Frame(index, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"webcam:{device}#{index}")
+                index += 1
+                next_t = t + interval if interval > 0 else t
+        finally:
+            cap.release()
+
+    return read()
+
+
+def open_source(spec: str, interval: float, seed: int = 0) -> Iterator[Frame]:
+    """Frames from one source string: `synth` (endless synthetic belt), `webcam:N` / `webcam:/dev/videoN` /
+    `/dev/videoN` (a camera), a folder of images, or a video clip. Checked now: a bad spec, an empty folder,
+    an unreadable clip or a camera that will not open is a DataError."""
+    if spec == "synth":
+        return synth_frames(None, interval, seed)
+    if spec.startswith("webcam:") or spec.startswith("/dev/video"):
+        device = spec.removeprefix("webcam:")
+        if not device:
+            raise DataError(f"stream {spec!r}: name the camera, e.g. webcam:0 or /dev/video0")
+        return webcam_frames(device, interval)
+    path = Path(spec)
+    if path.is_dir():
+        return folder_frames(path, interval)
+    if path.is_file():
+        return clip_frames(path, interval)
+    raise DataError(f"stream {spec!r}: not a folder, a clip, 'synth' or a camera (webcam:0, /dev/video0)")
 
 
 @dataclass
@@ -144,6 +220,40 @@ class StreamConfig:
     threshold: float = 0.5  # alert when a jam-risk prediction is at least this confident
     review_below: float = 0.6  # frames with top confidence under this go to the review queue
     cooldown_s: float = 0.0  # a jam-risk frame this soon after the previous one is the same item: no new alert
+
+
+@dataclass
+class FrameResult:
+    """What the frame loop decided for one frame; every sink of `run_frames` receives it."""
+
+    frame: Frame
+    pred: Detections | None = None  # None: the frame could not be read (`frame.error` says why)
+    jam: bool = False  # a jam-risk verdict at or above the threshold
+    alert: bool = False  # a new alert (a jam frame outside the cooldown of the previous one)
+    review: bool = False  # confidence under `review_below`: worth a person's look
+    latency_ms: float = 0.0  # time the model took for this frame
+
+    def row(self) -> dict:
+        """The frame's log record (frames.jsonl; frames.csv takes the CSV_FIELDS of it)."""
+        fr, pred = self.frame, self.pred
+        if pred is None:
+            return {"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "error": fr.error}
+        row = {"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "label": pred.label,
+               "confidence": round(pred.confidence, 6), "top": [[c, round(p, 6)] for c, p in pred.top],
+               "jam_risk": self.jam, "alert": self.alert, "review": self.review,
+               "latency_ms": round(self.latency_ms, 3), "gt_jam": fr.gt_jam}
+        if pred.objects:
+            row["detections"] = [d.model_dump(exclude_defaults=True) for d in pred.objects]
+        return row
+
+    def alert_line(self) -> str:
+        """The alert as one line of text (alerts.log, the console)."""
+        fr, pred = self.frame, self.pred
+        return (f"ALERT frame {fr.index} t={fr.time_s:.2f}s jam risk: {pred.label} "
+                f"{pred.confidence:.2f} ({fr.source})")
+
+
+Sink = Callable[[FrameResult], None]
 
 
 @dataclass
@@ -177,15 +287,42 @@ class StreamSummary:
                                    "alert_recall": self.alert_true / self.gt_jam_frames if self.gt_jam_frames else None}
         return out
 
+    def add(self, r: FrameResult) -> None:
+        """Count one frame's result (a sink of `run_frames`)."""
+        if r.pred is None:
+            self.errors += 1
+            return
+        self.frames += 1
+        self.labels[r.pred.label] += 1
+        self.latencies_ms.append(r.latency_ms)
+        self.jam_risk_frames += r.jam
+        self.review += r.review
+        if r.frame.gt_jam is not None:
+            self.gt_frames += 1
+            self.gt_jam_frames += r.frame.gt_jam
+        if r.alert:
+            self.alerts += 1
+            self.alert_true += bool(r.frame.gt_jam)
+
 
 class StopFlag:
-    """Set by a signal handler; the runner checks it between frames and stops after the current one."""
+    """Set by a signal handler or `set`; the runner checks it between frames and stops after the current one."""
 
     def __init__(self) -> None:
         self.signal: str | None = None
+        self._event = threading.Event()
 
     def __bool__(self) -> bool:
         return self.signal is not None
+
+    def set(self, reason: str) -> None:
+        """Ask the run to stop (from any thread); `reason` is reported as `stopped_by`."""
+        self.signal = reason
+        self._event.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking at once on `set`; True when a stop was asked."""
+        return self._event.wait(seconds) or bool(self)
 
 
 @contextlib.contextmanager
@@ -259,12 +396,59 @@ class _Log:
                               "time_s": fr.time_s})
         self._line(self.queue, sample.to_json())
 
+    def write(self, r: FrameResult) -> None:
+        """Log one frame's result (a sink of `run_frames`): its review image first, then its line, then its alert."""
+        if r.pred is not None and r.review and self.queue is not None:
+            self.enqueue(r.frame, r.pred)  # before the frame's log line: a logged review frame is always queued
+        self.frame(r.row())
+        if r.alert:
+            self.alert(r.alert_line())
+
     def close(self) -> None:
         for fh in self.files:
             fh.close()
 
 
-def run_stream(frames: Iterator[Frame], model: FrameModel, out_dir: str | Path, config: StreamConfig | None = None,
+class FrameLoop:
+    """One step of the frame loop: score a frame, decide jam risk (threshold), alert (cooldown) and review.
+
+    Keeps the belt time of the last jam frame, so frames must come in belt order.
+    """
+
+    def __init__(self, model: FrameModel, config: StreamConfig | None = None) -> None:
+        self.model = model
+        self.config = config or StreamConfig()
+        self.last_jam_t = float("-inf")
+
+    def process(self, fr: Frame) -> FrameResult:
+        """The frame's result; an unreadable frame (`fr.error`) gives a result without prediction."""
+        if fr.error is not None:
+            return FrameResult(fr)
+        cfg = self.config
+        t0 = time.perf_counter()
+        pred = self.model.predict([fr.image])[0]
+        latency = (time.perf_counter() - t0) * 1000.0
+        jam = bool(pred.jam_risk and pred.confidence >= cfg.threshold)
+        alert = jam and fr.time_s - self.last_jam_t >= cfg.cooldown_s
+        if jam:
+            self.last_jam_t = fr.time_s
+        return FrameResult(fr, pred, jam=jam, alert=alert, review=pred.confidence < cfg.review_below,
+                           latency_ms=latency)
+
+
+def run_frames(frames: Iterable[Frame], loop: FrameLoop, sinks: Sequence[Sink], stop: StopFlag | None = None) -> bool:
+    """Feed frames in order through `loop`, each result to every sink in turn. True when the frames ran out,
+    False when `stop` was set (checked after each frame)."""
+    for fr in frames:
+        result = loop.process(fr)
+        for sink in sinks:
+            sink(result)
+        if stop:
+            return False
+    return True
+
+
+def run_stream(frames: Iterable[Frame], model: FrameModel, out_dir: str | Path, config: StreamConfig | None = None,
                review_dir: str | Path | None = None, on_alert: Callable[[str], None] | None = None,
                on_error: Callable[[str], None] | None = None, stop: StopFlag | None = None) -> dict:
     """Process frames in belt order; writes frames.jsonl, frames.csv, alerts.log (one flushed line per frame),
@@ -273,26 +457,22 @@ def run_stream(frames: Iterator[Frame], model: FrameModel, out_dir: str | Path, 
 
     The log files start empty: give a new folder (see `jamspotter.outputs.prepare_dir`).
     """
-    cfg = config or StreamConfig()
     out_dir = Path(out_dir)
     review_dir = Path(review_dir) if review_dir is not None else None
     summary = StreamSummary()
-    last_jam_t = float("-inf")
     log = _Log(out_dir, review_dir)
+
+    def tell(r: FrameResult) -> None:
+        if r.pred is None:
+            if on_error is not None:
+                on_error(f"frame {r.frame.index} skipped: {r.frame.error}")
+        elif r.alert and on_alert is not None:
+            on_alert(r.alert_line())
+
     try:
-        for fr in frames:
-            if fr.error is not None:
-                log.frame({"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "error": fr.error})
-                summary.errors += 1
-                if on_error is not None:
-                    on_error(f"frame {fr.index} skipped: {fr.error}")
-            else:
-                last_jam_t = _process(fr, model, cfg, log, summary, last_jam_t, on_alert)
-            if stop:
-                summary.stopped_by = stop.signal
-                break
-        else:
-            summary.complete = True
+        summary.complete = run_frames(frames, FrameLoop(model, config), [log.write, summary.add, tell], stop)
+        if not summary.complete:
+            summary.stopped_by = stop.signal
     except KeyboardInterrupt:
         summary.stopped_by = (stop.signal if stop else None) or "SIGINT"
         raise
@@ -304,40 +484,3 @@ def run_stream(frames: Iterator[Frame], model: FrameModel, out_dir: str | Path, 
         report = summary.as_dict()
         write_json(out_dir / "summary.json", report)
     return report
-
-
-def _process(fr: Frame, model: FrameModel, cfg: StreamConfig, log: _Log, summary: StreamSummary,
-             last_jam_t: float, on_alert: Callable[[str], None] | None) -> float:
-    """Score one frame, log it, raise its alert, queue it for review; returns the time of the last jam frame."""
-    t0 = time.perf_counter()
-    pred = model.predict([fr.image])[0]
-    latency = (time.perf_counter() - t0) * 1000.0
-    jam = bool(pred.jam_risk and pred.confidence >= cfg.threshold)
-    alert = jam and fr.time_s - last_jam_t >= cfg.cooldown_s
-    review = pred.confidence < cfg.review_below
-    row = {"frame": fr.index, "time_s": round(fr.time_s, 4), "source": fr.source, "label": pred.label,
-           "confidence": round(pred.confidence, 6), "top": [[c, round(p, 6)] for c, p in pred.top],
-           "jam_risk": jam, "alert": alert, "review": review, "latency_ms": round(latency, 3), "gt_jam": fr.gt_jam}
-    if pred.objects:
-        row["detections"] = [d.model_dump(exclude_defaults=True) for d in pred.objects]
-    if review and log.queue is not None:
-        log.enqueue(fr, pred)  # before the frame's log line: a logged review frame is always in the queue
-    log.frame(row)
-
-    summary.frames += 1
-    summary.labels[pred.label] += 1
-    summary.latencies_ms.append(latency)
-    summary.jam_risk_frames += jam
-    summary.review += review
-    if fr.gt_jam is not None:
-        summary.gt_frames += 1
-        summary.gt_jam_frames += fr.gt_jam
-    if alert:
-        summary.alerts += 1
-        summary.alert_true += bool(fr.gt_jam)
-        line = (f"ALERT frame {fr.index} t={fr.time_s:.2f}s jam risk: {pred.label} "
-                f"{pred.confidence:.2f} ({fr.source})")
-        log.alert(line)
-        if on_alert is not None:
-            on_alert(line)
-    return fr.time_s if jam else last_jam_t
