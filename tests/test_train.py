@@ -58,12 +58,19 @@ def test_only_assistant_tokens_and_im_end_carry_loss(tiny_q25: Path, tmp_path: P
         kept = labels != IGNORE_INDEX
         assert (labels[kept] == ids[kept]).all()
         assert not (ids[kept] == image_pad).any()  # crops inside the answer never carry loss
-        expected = "".join(a + "<|im_end|>" for _, a in fmt.render_turns(sample))
+        # a crop call ends its assistant message: "...</tool_call>" + <|im_end|>, then the tool's crop image
+        expected = "".join(a.replace("</tool_call>", "</tool_call><|im_end|>") + "<|im_end|>"
+                           for _, a in fmt.render_turns(sample))
         assert tok.decode(ids[kept]) == expected  # assistant text + <|im_end|>, nothing of the prompt
         prompt_text = fmt.render_turns(sample)[0][0]
         assert prompt_text not in tok.decode(ids[kept])
+        full = tok.decode(ids[batch["attention_mask"][row] == 1])
+        # the crop tool is offered (its schema in the system turn) to question-answer samples only
+        assert ('"name": "crop"' in full) == bool(sample.qa)
+    full = tok.decode(batch["input_ids"][1])
+    assert "</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n<|vision_start|><|image_pad|>" in full
     n_images = (batch["input_ids"][1] == tok.convert_tokens_to_ids("<|vision_start|>")).sum()
-    assert n_images == 2  # the belt image and one crop after </tool_call>
+    assert n_images == 2  # the belt image and one crop, in the tool's response
     assert ((batch["labels"] != IGNORE_INDEX) & (batch["attention_mask"] == 0)).sum() == 0
 
 

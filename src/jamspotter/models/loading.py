@@ -90,7 +90,8 @@ def _budget(size: Any, lo: int | None, hi: int | None) -> dict[str, int]:
 
 def load_processor(name_or_path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None,
                    video_min_pixels: int | None = None, video_max_pixels: int | None = None) -> Any:
-    """AutoProcessor with the image and the video pixel budgets set separately, and left padding.
+    """AutoProcessor with the image and the video pixel budgets set separately, left padding, and a chat
+    template that renders the crop tool (`jamspotter.models.chat.use_tool_template`).
 
     Each budget goes to its own sub-processor as `size={"shortest_edge", "longest_edge"}` (the form
     transformers 5.23 reads); a budget given to AutoProcessor itself would reach the video processor too
@@ -115,7 +116,9 @@ def load_processor(name_or_path: str | Path, *, min_pixels: int | None = None, m
     video = getattr(processor, "video_processor", None)
     if video is not None and hasattr(video, "cap_pixels_per_frame") and video.cap_pixels_per_frame is None:
         video.cap_pixels_per_frame = True  # the reference (qwen-vl-utils) per-frame cap, transformers' next default
-    return processor
+    from jamspotter.models.chat import use_tool_template
+
+    return use_tool_template(processor)
 
 
 def check_model_source(name_or_path: str | Path) -> str | Path:

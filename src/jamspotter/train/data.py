@@ -2,9 +2,9 @@
 
 The text of every turn comes from `jamspotter.formats` (the only place that knows box syntax).
 Here we only place images: the sample's image (or clip frames) in front of the first user turn,
-and each crop image right after its `</tool_call>` inside the assistant turn. Labels are built
-from the token ids: only assistant content and its closing `<|im_end|>` carry loss; prompts,
-padding and every vision token (image pads of crops inside the assistant turn included) are -100.
+and each crop image in a `tool` message right after the assistant message that ends with its
+`</tool_call>`. Labels are built from the token ids: only assistant content and its closing
+`<|im_end|>` carry loss; prompts, tool responses (crop images), padding and vision tokens are -100.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 from jamspotter.data.records import Sample
 from jamspotter.errors import DataError
+from jamspotter.formats.tasks import CROP_TOOL
 from jamspotter.models.families import VISION_TOKENS
 
 IGNORE_INDEX = -100
-CROP_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 TOOL_CALL_END = "</tool_call>"
 
 
@@ -87,14 +87,32 @@ def crop_boxes(sample: Sample) -> list[list[float]]:
     return [c.bbox for turn in sample.qa for c in turn.crops]
 
 
+def uses_crop_tool(sample: Sample) -> bool:
+    """Whether the sample's conversation offers the crop tool: every question-answer sample does (SFT, GRPO and
+    `Detector.ask` alike), detection, counting and clip prompts do not."""
+    return bool(sample.qa)
+
+
+def chat_tools(sample: Sample) -> list[dict[str, Any]] | None:
+    """The `tools` argument of the chat template for this sample (the crop tool's schema, or None)."""
+    from jamspotter.formats.crop import crop_tool_schema
+
+    return [crop_tool_schema()] if uses_crop_tool(sample) else None
+
+
 def build_conversation(
     fmt: Any, ex: Example, *, clip_frames: int = 8, with_answer: bool = True,
 ) -> tuple[list[dict[str, Any]], list[Any], list[Any], list[dict]]:
     """(messages, images, videos, video_metadata) for the chat template and processor.
 
-    All text comes from `fmt.render_turns` (configured once from the run contract).
-    with_answer=False drops the last assistant turn (the prompt for generation).
+    All text comes from `fmt.render_turns` (configured once from the run contract). An assistant turn
+    that calls the crop tool is split where each call ends: the call closes an assistant message, a
+    `tool` message carries the crop image, and the answer goes on in the next assistant message (the
+    layout TRL's GRPO rollouts and `Detector.ask` produce). with_answer=False drops the last assistant
+    turn (the prompt for generation).
     """
+    from jamspotter.formats.crop import crop_image
+
     s = ex.sample
     turns = fmt.render_turns(s)
     images: list[Any] = []
@@ -116,22 +134,17 @@ def build_conversation(
         messages.append({"role": "user", "content": content})
         if not with_answer and i == len(turns) - 1:
             break
-        if crops and TOOL_CALL_END in assistant:
-            assistant, used = _insert_crops(assistant, crops)
-            images.extend(images[0].crop(tuple(int(round(v)) for v in box)) for box in crops[:used])
-            crops = crops[used:]
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": assistant}]})
+        pieces = assistant.split(TOOL_CALL_END)
+        for j, piece in enumerate(pieces):
+            if j < len(pieces) - 1 and crops:
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": piece + TOOL_CALL_END}]})
+                messages.append({"role": "tool", "name": CROP_TOOL, "content": [{"type": "image"}]})
+                images.append(crop_image(images[0], crops.pop(0)))
+            elif j < len(pieces) - 1:  # a call without a stored crop box stays plain text
+                pieces[j + 1] = piece + TOOL_CALL_END + pieces[j + 1]
+            else:
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": piece}]})
     return messages, images, videos, metas
-
-
-def _insert_crops(text: str, crops: list[list[float]]) -> tuple[str, int]:
-    """Put an image placeholder after each `</tool_call>` (as many as there are crops left)."""
-    pieces = text.split(TOOL_CALL_END)
-    used = min(len(pieces) - 1, len(crops))
-    out = pieces[0]
-    for i, piece in enumerate(pieces[1:]):
-        out += TOOL_CALL_END + (CROP_PLACEHOLDER if i < used else "") + piece
-    return out, used
 
 
 def assistant_labels(input_ids: Any, tokenizer: Any) -> Any:
@@ -174,10 +187,12 @@ class SFTCollator:
         """Chat-template texts plus the processor's media arguments for a list of rows."""
         texts, images, videos, metas = [], [], [], []
         for row in rows:
-            msgs, im, vid, meta = build_conversation(self.fmt, example_from_row(row), clip_frames=self.clip_frames,
+            ex = example_from_row(row)
+            msgs, im, vid, meta = build_conversation(self.fmt, ex, clip_frames=self.clip_frames,
                                                      with_answer=with_answer)
-            texts.append(
-                self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answer))
+            texts.append(self.processor.apply_chat_template(
+                msgs, tools=chat_tools(ex.sample), tokenize=False,
+                add_generation_prompt=not with_answer))
             images += im
             videos += vid
             metas += meta
