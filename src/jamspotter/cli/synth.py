@@ -1,5 +1,7 @@
 """`jamspotter data synth`: render a synthetic labelled belt dataset (images, clips, samples.jsonl).
 
+`--world` picks a rung of a scale from plain shapes to full belts (`jamspotter.synth.worlds`).
+
 The folder is written whole or not at all (`jamspotter.outputs.output_dir`): Ctrl-C, SIGTERM or an
 error leave an earlier dataset there exactly as it was.
 """
@@ -25,6 +27,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 @data_app.command("synth")
 def synth(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Output folder (images/, clips/, samples.jsonl)."),
     n: int = typer.Option(100, "--n", help="Number of images (0..1000000)."),
     size: str = typer.Option("640x480", "--size", help="Frame size WIDTHxHEIGHT, 32..4096 px a side."),
@@ -38,8 +41,17 @@ def synth(
         None, "--clutter", help="Items per square metre of belt, 0..200 (default: varied, 4..16)."),
     preview: bool = typer.Option(False, "--preview", help="Also write preview.png, a contact sheet with boxes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it is an earlier jamspotter output."),
+    world: str = typer.Option(
+        "belt", "--world",
+        help="Scene world, plain to real: shapes, shapes-textured, simple-belt, belt (the default)."),
 ) -> None:
     """Render synthetic conveyor-belt images and clips with exact boxes.
+
+    --world picks how hard the scenes are (options a world does not use are refused):
+    shapes: 1-2 solid rectangles on plain grey, rope red, plastic film blue, cardboard brown (PNG);
+    shapes-textured: the same three classes on the rendered belt, told by shape and colour;
+    simple-belt: the belt's own items at twice the scale, 1-3 per image (--jam-rate applies);
+    belt: the full renderer with every option below.
 
     OUT must be new, empty, or (with --overwrite) an earlier jamspotter output; it is replaced whole on
     success and left untouched on an error or interrupt. A clip's frames and a scene's items must each
@@ -48,7 +60,12 @@ def synth(
     from jamspotter.outputs import check_output_dir, interrupts_as_exceptions, output_dir
     from jamspotter.synth import generate_dataset, write_preview
     from jamspotter.synth.dataset import check_args
+    from jamspotter.synth.worlds import check_world_options
 
+    # options set on the command line (by name: Typer may run on its own copy of click's ParameterSource)
+    given = [p.opts[0] for p in ctx.command.params
+             if p.name and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") != "DEFAULT"]
+    check_world_options(world, given)
     if workers < 1:
         raise JamspotterError(f"--workers must be >= 1, got {workers}")
     width_height = parse_size(size)
@@ -56,7 +73,7 @@ def synth(
     check_output_dir(out, overwrite=overwrite)
     with interrupts_as_exceptions(), output_dir(out, "data synth", overwrite=overwrite) as stage:
         samples = generate_dataset(stage, n, width_height, seed=seed, jam_rate=jam_rate, clips=clips,
-                                   seconds=seconds, fps=fps, workers=workers, progress=True,
+                                   seconds=seconds, fps=fps, workers=workers, progress=True, world=world,
                                    **({} if clutter is None else {"clutter": clutter}))
         if preview and n:
             write_preview(samples, stage, stage / "preview.png")

@@ -2,7 +2,8 @@
 
 `render_scene` draws one image with its visible-extent boxes (`render_frame` also gives the
 masks); `render_clip` moves a scene with the belt; `generate_dataset` writes images, mp4 clips and
-`samples.jsonl`; `write_preview` draws a contact sheet with the boxes.
+`samples.jsonl`; `write_preview` draws a contact sheet with the boxes. `worlds` holds the scale of
+simpler worlds, from plain shapes to full belts (`generate_dataset(..., world="shapes")`).
 """
 
 from jamspotter.synth.clip import Clip, render_clip, write_mp4

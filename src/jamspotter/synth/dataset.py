@@ -136,12 +136,15 @@ def check_args(n: int, size: tuple[int, int], jam_rate: float, clips: int = 0, s
 
 def generate_dataset(out_dir: str | Path, n: int, size: tuple[int, int] = (640, 480), seed: int = 0,
                      jam_rate: float = 0.3, clips: int = 0, seconds: float = 2.0, fps: int = 10,
-                     workers: int = 1, progress: bool = False, **conditions: Any) -> list[Sample]:
+                     workers: int = 1, progress: bool = False, world: str = "belt", **conditions: Any
+                     ) -> list[Sample]:
     """Write `n` images to `out_dir/images/`, `clips` mp4 clips to `out_dir/clips/`, and `samples.jsonl`.
 
     Returns the samples (images first, then clips). `workers` > 1 renders in processes; the result
     is the same. `progress` shows a progress bar. `conditions` fix scene conditions for every image
     and clip (e.g. `clutter=2.0` items per square metre), as in `render_scene`.
+    `world` picks a rung of `jamspotter.synth.worlds.WORLDS` (plain shapes to full belts); every world
+    but `belt` draws still images only (no clips, no conditions) and only `simple-belt` uses `jam_rate`.
 
     Limits (JamspotterError otherwise): n <= 1e6, clips <= 1e5, sides 32..4096 px, 0 <= seed < 2^63,
     jam_rate 0..1, clutter 0..200; clips: 0 < seconds <= 600, fps 1..120, an even size, and at most
@@ -151,11 +154,20 @@ def generate_dataset(out_dir: str | Path, n: int, size: tuple[int, int] = (640, 
     """
     width, height = (int(v) for v in size)
     check_args(n, (width, height), jam_rate, clips, seconds, fps, seed, conditions.get("clutter"))
+    if world != "belt":
+        from jamspotter.synth.worlds import check_world_options, world_image_job
+
+        check_world_options(world, ["--clips"] * bool(clips) + ["--clutter"] * ("clutter" in conditions))
+        if conditions:
+            raise JamspotterError(f"synth conditions ({', '.join(sorted(conditions))}) apply to --world belt only")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(_image_job, (str(out), i, seed, width, height, jam_rate, conditions)) for i in range(n)]
-    jobs += [(_clip_job, (str(out), k, seed, width, height, jam_rate, seconds, int(fps), conditions))
-             for k in range(clips)]
+    if world != "belt":
+        jobs = [(world_image_job, (world, i, seed, width, height, jam_rate)) for i in range(n)]
+    else:
+        jobs = [(_image_job, (str(out), i, seed, width, height, jam_rate, conditions)) for i in range(n)]
+        jobs += [(_clip_job, (str(out), k, seed, width, height, jam_rate, seconds, int(fps), conditions))
+                 for k in range(clips)]
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallel over images, not inside OpenCV calls on small patches: less overhead
     lines = []
