@@ -16,8 +16,15 @@ SCENE = {"rope": (220, 60, 40, [14, 20, 70, 44]), "cardboard": (180, 140, 80, [4
 SIZE = (112, 112)
 
 
-def write_scene(folder: Path) -> Path:
-    """The training scene as a dataset (samples.jsonl + images/scene.png); returns the folder."""
+QUESTION = "Is there a rope on the belt?"
+THINK = "A long red strand lies near the top. <crop> It is a rope."  # <crop>: where the crop tool is called
+
+
+def write_scene(folder: Path, qa: bool = False) -> Path:
+    """The training scene as a dataset (samples.jsonl + images/scene.png); returns the folder.
+
+    `qa` adds a question about the same image whose answer calls the crop tool on the rope (think/answer).
+    """
     from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -31,22 +38,28 @@ def write_scene(folder: Path) -> Path:
         objects.append({"label": label, "bbox": [float(v) for v in box]})
     image.save(folder / "images" / "scene.png")
     sample = {"id": "scene", "image": "images/scene.png", "width": SIZE[0], "height": SIZE[1], "objects": objects}
-    (folder / "samples.jsonl").write_text(json.dumps(sample) + "\n")
+    rows = [sample]
+    if qa:
+        turn = {"question": QUESTION, "think": THINK, "answer": "yes", "crops": [{"bbox": SCENE["rope"][3]}]}
+        rows.append({**sample, "id": "scene-qa", "qa": [turn]})
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
 
-def memorise(root: Path, family: str = "qwen2.5-vl", steps: int = 150) -> Path:
-    """Train a tiny `family` model on the one scene; returns its `final/` folder (with jamspotter.json)."""
+def memorise(root: Path, family: str = "qwen2.5-vl", steps: int = 150, qa: bool = False) -> Path:
+    """Train a tiny `family` model on the one scene; returns its `final/` folder (with jamspotter.json).
+
+    With `qa` it also learns the question that calls the crop tool (and counting questions)."""
     from typer.testing import CliRunner
 
     from jamspotter.cli import app
 
-    data = write_scene(root / "scene")
-    run = root / f"run-{family}"
+    data = write_scene(root / ("scene-qa" if qa else "scene"), qa=qa)
+    run = root / f"run-{family}{'-qa' if qa else ''}"
     result = CliRunner().invoke(app, [
         "train", "sft", "--config", "tiny", "--set", f"model.name=tiny:{family}", "--set", f"data.train={data}",
         "--set", f"train.output_dir={run}", "--set", f"train.max_steps={steps}", "--set", "train.batch_size=1",
-        "--set", "train.save_steps=100000", "--set", "data.vqa=false", "--set", "data.clips=false",
-        "--set", "train.lr=5e-3"])
+        "--set", "train.save_steps=100000", "--set", f"data.vqa={str(qa).lower()}", "--set", "data.clips=false",
+        "--set", f"data.count={1.0 if qa else 0.0}", "--set", "train.lr=5e-3"])
     assert result.exit_code == 0, result.output
     return run / "final"

@@ -1,4 +1,4 @@
-"""`jamspotter train sft|config|recommend|merge|k8s|tiny-model`: thin wrappers over `jamspotter.train`."""
+"""`jamspotter train sft|grpo|both|config|recommend|merge|k8s|tiny-model`: thin wrappers over `jamspotter.train`."""
 
 from __future__ import annotations
 
@@ -32,6 +32,63 @@ def sft(
                + (f"; eval loss {result.metrics['eval_loss']:.4f}" if "eval_loss" in result.metrics else "")
                + (f"; detection F1@0.5 {det.get('f1')}" if det else ""))
     typer.echo(f"weights: {result.final_dir}  metrics: {result.output_dir / 'metrics.json'}")
+
+
+@train_app.command("grpo")
+def grpo(
+    config: str = typer.Option(..., "--config", "-c", help="YAML config file or packaged name (its grpo: section)"),
+    from_: Path = typer.Option(..., "--from", help="the SFT model: runs/x/final, a checkpoint or a merged folder"),
+    out: Path = typer.Option(None, "--out", help="GRPO folder (default: grpo.output_dir or <train.output_dir>/grpo)"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest complete GRPO checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier GRPO run in the folder"),
+) -> None:
+    """Reinforcement fine-tuning (GRPO) of an SFT model with region rewards and the crop tool.
+
+    Prompts are the SFT run's (its jamspotter.json decides classes, pixel budget and tool-call syntax);
+    a LoRA adapter keeps training, so `train merge` and `infer` take GRPO's final/ as they take SFT's.
+    """
+    from jamspotter.train.config import load_config
+
+    cfg = load_config(config, set_)
+    from jamspotter.train.grpo import run_grpo
+
+    result = run_grpo(cfg, from_, out=out, resume=resume, overwrite=overwrite, log=typer.echo)
+    _grpo_summary(result)
+
+
+@train_app.command("both")
+def both(
+    config: str = typer.Option(..., "--config", "-c", help="YAML config file or packaged name"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: bool = typer.Option(False, "--resume", help="continue whichever stage was interrupted"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run in train.output_dir"),
+) -> None:
+    """SFT then GRPO in one run folder: <train.output_dir>/final (SFT) and <train.output_dir>/grpo/final."""
+    from jamspotter.train.config import load_config
+
+    cfg = load_config(config, set_)
+    from jamspotter.outputs import record_files
+    from jamspotter.train.grpo import grpo_output, run_grpo
+    from jamspotter.train.sft import run_sft
+
+    sft_result = run_sft(cfg, resume=resume, overwrite=overwrite, log=typer.echo)
+    if not sft_result.is_main:
+        return
+    typer.echo(f"SFT done: {sft_result.global_step} steps; now GRPO from {sft_result.final_dir}")
+    grpo_dir = grpo_output(cfg)
+    result = run_grpo(cfg, sft_result.final_dir, out=grpo_dir, resume=resume and grpo_dir.is_dir(),
+                      overwrite=overwrite, log=typer.echo)
+    record_files(sft_result.output_dir)  # the GRPO folder is part of this run
+    _grpo_summary(result)
+
+
+def _grpo_summary(result: object) -> None:
+    last = result.metrics.get("last_log", {})  # type: ignore[attr-defined]
+    rewards = {k.split("/")[1]: round(v, 4) for k, v in last.items()
+               if k.startswith("rewards/") and k.endswith("/mean") and v is not None}
+    typer.echo(f"done: {result.global_step} GRPO steps in {result.seconds:.0f} s; last mean rewards {rewards}")  # type: ignore[attr-defined]
+    typer.echo(f"weights: {result.final_dir}  metrics: {result.output_dir / 'metrics.json'}")  # type: ignore[attr-defined]
 
 
 @train_app.command("config")

@@ -199,6 +199,7 @@ def load_model(
     video_min_pixels: int | None = None,
     video_max_pixels: int | None = None,
     device_map: Any = None,
+    trainable_adapter: bool = False,
 ) -> tuple[Any, Any]:
     """Load `(model, processor)` through AutoModelForImageTextToText / AutoProcessor.
 
@@ -206,7 +207,8 @@ def load_model(
     quantization: None, "4bit" (NF4 + double quant, for QLoRA) or "8bit"; needs bitsandbytes and CUDA.
     attn: attention implementation ("sdpa", "flash_attention_2", "eager"); None lets transformers choose.
     A LoRA adapter folder (what `train sft` saves for LoRA/QLoRA) loads its base with the adapter applied,
-    and the processor saved beside the adapter (the pixel budget it was trained with).
+    and the processor saved beside the adapter (the pixel budget it was trained with); `trainable_adapter`
+    keeps that adapter trainable (GRPO continues the SFT adapter).
     """
     from transformers import AutoModelForImageTextToText
 
@@ -229,7 +231,7 @@ def load_model(
     if base is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(name_or_path))
+        model = PeftModel.from_pretrained(model, str(name_or_path), is_trainable=trainable_adapter)
     processor = load_processor(name_or_path, min_pixels=min_pixels, max_pixels=max_pixels,
                                video_min_pixels=video_min_pixels, video_max_pixels=video_max_pixels)
     model.jamspotter_family = detected  # so callers need not re-read the config

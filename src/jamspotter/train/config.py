@@ -123,6 +123,43 @@ class TrainConfig(_Section):
     dataloader_workers: int = Field(0, ge=0, description="data loader processes (images decode in them)")
 
 
+class GRPOSection(_Section):
+    """Reinforcement fine-tuning after SFT (TRL's GRPOTrainer) with region rewards and the crop tool."""
+
+    output_dir: str | None = Field(None, description="GRPO checkpoints and final/ (null: <train.output_dir>/grpo)")
+    max_steps: int = Field(200, gt=0, description="optimizer steps of GRPO")
+    lr: float = Field(1e-5, gt=0.0, description="peak learning rate (RL steps are noisy: far below SFT's)")
+    batch_size: int = Field(
+        4, gt=0, description="completions per device per step; a multiple of num_generations (whole groups)")
+    grad_accum: int = Field(1, gt=0, description="gradient accumulation steps")
+    num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group GRPO compares)")
+    beta: float = Field(0.04, ge=0.0, description="KL penalty towards the SFT model (0: no reference copy)")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature of rollouts")
+    max_completion_length: int = Field(256, gt=0, description="tokens per completion, tool responses included")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "dapo", description="TRL loss normalisation (dapo: token-level, no length bias)")
+    max_tool_calls: int = Field(3, ge=0, description="crop calls per completion (TRL max_tool_calling_iterations)")
+    reward_detection: float = Field(1.0, ge=0.0, description="weight of detection_reward")
+    reward_format: float = Field(0.2, ge=0.0, description="weight of format_reward")
+    reward_crop: float = Field(0.2, ge=0.0, description="weight of crop_reward (question-answer prompts)")
+    reward_count: float = Field(1.0, ge=0.0, description="weight of count_reward (counting prompts)")
+    reward_sequence: float = Field(1.0, ge=0.0, description="weight of sequence_reward (clip prompts)")
+    jam_weight: float = Field(2.0, ge=1.0, description="a jam-causing ground-truth object counts this many times")
+    prompts: int | None = Field(None, gt=0, description="use at most this many training prompts (null: all)")
+    use_vllm: bool = Field(False, description="generate rollouts with vLLM (needs `pip install vllm`, a GPU)")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="vLLM in the training process (colocate) or a `trl vllm-serve` server")
+    save_steps: int = Field(100, gt=0, description="save a checkpoint every N steps")
+    logging_steps: int = Field(5, gt=0, description="log rewards, KL, lengths and tool use every N steps")
+
+    @model_validator(mode="after")
+    def _groups(self) -> GRPOSection:
+        if (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(f"batch_size x grad_accum ({self.batch_size * self.grad_accum}) must be a multiple of "
+                             f"num_generations ({self.num_generations})")
+        return self
+
+
 class SFTRunConfig(_Section):
     """A complete SFT run."""
 
@@ -130,6 +167,7 @@ class SFTRunConfig(_Section):
     data: DataConfig
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    grpo: GRPOSection = Field(default_factory=GRPOSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> SFTRunConfig:
