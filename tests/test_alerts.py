@@ -20,7 +20,7 @@ def test_add_list_ack_and_ack_all(tmp_path: Path) -> None:
     a = store.add("rope", confidence=0.9, reason="long and thin", bbox=[1, 2, 30, 40], frame=3, time_s=1.5,
                   source="cam", thumbnail=b"\xff\xd8jpeg", when=1000.0)
     b = store.add("plastic film", when=1001.0)
-    c = store.add("hose", when=1002.0)
+    store.add("hose", when=1002.0)
     assert (a.id, a.label, a.confidence, a.reason, a.bbox, a.frame, a.time_s, a.source) == \
         (1, "rope", 0.9, "long and thin", [1.0, 2.0, 30.0, 40.0], 3, 1.5, "cam")
     assert a.has_thumbnail and not b.has_thumbnail and not a.acked
