@@ -16,8 +16,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jamspotter.cli.line",
     "jamspotter.cli.edge",
     "jamspotter.cli.infer",
+    "jamspotter.cli.ask",
     "jamspotter.cli.edge_detector",
     "jamspotter.cli.demo",
+    "jamspotter.cli.serve",
 )
 
 for _name in COMMAND_MODULES:

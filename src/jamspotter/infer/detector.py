@@ -20,6 +20,7 @@ from jamspotter.data.records import Sample
 from jamspotter.detections import Detections
 from jamspotter.errors import DataError, JamspotterError
 from jamspotter.formats.contract import RunContract, untrained_contract
+from jamspotter.infer.ask import Answer
 
 Task = Literal["auto", "detect_jam", "detect_all"]
 ImageLike = Any  # PIL.Image.Image | str | Path | numpy.ndarray (H x W x 3 uint8 RGB)
@@ -247,6 +248,22 @@ class Detector:
             answers = iter(self._generate(readable) if readable else [])
             results += [im if isinstance(im, Detections) else next(answers) for im in opened]
         return results
+
+    def ask(self, image: ImageLike, question: str, max_crops: int = 3,
+            max_new_tokens: int | None = None) -> Answer:
+        """Answer a free question about one image, think/answer style, zooming in with the crop tool.
+
+        The model may call `crop` (boxes in its own coordinates); each valid call appends the crop of the
+        original image to the conversation and generation goes on. At most `max_crops` crop calls are
+        answered (a bad call, e.g. outside the image, counts and gets an error message instead of an image);
+        one call over the limit is told so, and a further one ends the loop, so a model that never stops
+        calling makes at most max_crops + 2 turns. `max_new_tokens` (default: the detector's) bounds each
+        turn. A region in the question may be written `<bbox>[x1, y1, x2, y2]</bbox>` in original pixels.
+        Returns the answer, the thinking, the crop boxes in original pixels and any problems (see `Answer`).
+        """
+        from jamspotter.infer.ask import ask
+
+        return ask(self, image, question, max_crops=max_crops, max_new_tokens=max_new_tokens)
 
     def detect_video(self, path: str | Path, every_n: int = 1, batch_size: int = 4) -> list[Detections]:
         """Detect on every `every_n`-th frame of a clip (decoded with av); `frame` holds each frame's index."""
