@@ -25,7 +25,9 @@ def infer_cmd(
     quantization: str = typer.Option(None, "--quantization", help="4bit | 8bit (bitsandbytes, CUDA)"),
     device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda when available)"),
     split: str = typer.Option(None, "--split", help="Datasets: run on this split only (train | val | test)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    draw: Path = typer.Option(None, "--draw", help="Also draw the boxes into this folder: an image per image, "
+                                                   "an mp4 per clip."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (and --draw folder)."),
 ) -> None:
     """Detect jam-causing material; boxes in original pixels plus the raw model text per image."""
     import time
@@ -38,13 +40,25 @@ def infer_cmd(
 
     check_model_source(model)  # a mistyped local folder fails now, not after reading the inputs
     check_output_file(out, overwrite=overwrite, inputs=inputs)
+    if draw is not None:
+        check_draw_dir(draw, out, overwrite=overwrite, inputs=inputs)
     samples = collect_inputs(inputs, split=split)
     detector = Detector(model, family=family, quantization=quantization, dtype=dtype, device=device,
                         min_pixels=min_pixels, max_pixels=max_pixels, task=task, max_new_tokens=max_new_tokens)
     start = time.perf_counter()
     preds = detector.detect_samples(samples, batch_size=batch_size, progress=True, every_n=every_n)
     seconds = time.perf_counter() - start
-    write_predictions(out, preds)
+    drawn = ""
+    if draw is None:
+        write_predictions(out, preds)
+    else:
+        from jamspotter.infer.draw import draw_predictions
+        from jamspotter.outputs import output_dir
+
+        with output_dir(draw, "infer --draw", overwrite=overwrite, inputs=inputs) as stage:
+            files = draw_predictions(preds, stage, every_n=every_n, taxonomy=detector.format.taxonomy)
+            write_predictions(out, preds)  # inside: a failed drawing leaves neither output half-written
+        drawn = f"; drew {len(files)} files into {draw}"
     boxes = sum(len(p.objects) + sum(len(f) for f in p.frame_objects or []) for p in preds)
     # one answer per image, one per decoded frame of a clip
     answers = [pp for p in preds for pp in (p.meta["parse_problems"] if p.frame_objects is not None
@@ -54,5 +68,15 @@ def infer_cmd(
         typer.echo(f"warning: {unreadable} unreadable image(s) skipped: no boxes, the reason in their "
                    "parse_problems", err=True)
     typer.echo(f"{detector.family}: {len(preds)} inputs, {len(answers)} answers, {boxes} boxes, "
-               f"{sum(map(bool, answers))} answers with parse problems, {seconds:.1f} s; wrote {out}")
+               f"{sum(map(bool, answers))} answers with parse problems, {seconds:.1f} s; wrote {out}{drawn}")
 
+
+def check_draw_dir(draw: Path, out: Path, *, overwrite: bool, inputs: list[Path]) -> None:
+    """The --draw folder may be written (the output policy) and does not hold, or is, the --out file."""
+    from jamspotter.errors import OutputError
+    from jamspotter.outputs import check_output_dir
+
+    folder, target = draw.expanduser().resolve(), out.expanduser().resolve()
+    if folder == target or folder in target.parents:
+        raise OutputError(f"--out {out} must not be the --draw folder or lie inside it")
+    check_output_dir(draw, overwrite=overwrite, inputs=inputs)
