@@ -147,7 +147,29 @@ def recommend(dataset_size: int, gpu_memory: float, model: str = "Qwen2.5-VL-7B-
     }
     if method == "full":
         cfg["finetune"] = {"method": "full", "freeze_vision": True, "freeze_merger": False}
+    cfg["grpo"] = recommend_grpo(dataset_size, gpu_memory, method, batch, reasons)
     return cfg, reasons
+
+
+def recommend_grpo(dataset_size: int, gpu_memory: float, method: str, batch: int, reasons: list[str]) -> dict:
+    """The GRPO section after that SFT: group size, batch layout, lr, KL and lengths, with reasons appended."""
+    generations = 8 if gpu_memory >= 40 else 4  # DeepSeekMath/VLM-R1 use 8; 4 keeps rollout KV caches small
+    accum = max(1, 2 * generations // batch)  # two prompts' groups per optimizer step, `batch` sequences at a time
+    steps = min(1000, max(100, dataset_size * 2 // (batch * accum // generations)))
+    lr = 1e-6 if method == "full" else 1e-5
+    # With LoRA the reference model is the base with the adapter switched off (no copy); full fine-tuning would
+    # need a second bf16 copy for the KL term, so it goes without on small GPUs.
+    beta = 0.0 if method == "full" and gpu_memory < 80 else 0.04
+    reasons.append(f"GRPO: {generations} completions per prompt, {batch} sequence(s) per forward x {accum} "
+                   f"accumulation = {batch * accum // generations} prompt(s) per step; lr {lr:g} (RL moves a tuned "
+                   f"model: ~1/20 of SFT's); beta {beta:g}" + (" (no reference copy for full fine-tuning)"
+                                                               if beta == 0 else " (KL against the adapter-off model)"))
+    seen = steps * (batch * accum // generations) / dataset_size
+    reasons.append(f"GRPO: {steps} steps (each prompt seen ~{seen:.1f} times; at most 1000 to bound rollout cost; "
+                   "watch the reward curves to stop earlier); completions up to 512 tokens hold a think, two crop "
+                   "calls and a box list")
+    return {"max_steps": steps, "lr": lr, "batch_size": batch, "grad_accum": accum, "num_generations": generations,
+            "beta": beta, "temperature": 1.0, "max_completion_length": 512, "max_tool_calls": 2, "loss_type": "dapo"}
 
 
 def recommend_yaml(dataset_size: int, gpu_memory: float, model: str = "Qwen2.5-VL-7B-Instruct") -> str:
@@ -157,4 +179,4 @@ def recommend_yaml(dataset_size: int, gpu_memory: float, model: str = "Qwen2.5-V
     return head + "\n" + yaml.safe_dump(cfg, sort_keys=False)
 
 
-__all__ = ["REFERENCE_CONFIG", "recommend", "recommend_yaml", "model_size"]
+__all__ = ["REFERENCE_CONFIG", "recommend", "recommend_grpo", "recommend_yaml", "model_size"]
