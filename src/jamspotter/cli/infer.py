@@ -11,7 +11,8 @@ from jamspotter.cli.app import app
 
 @app.command("infer")
 def infer_cmd(
-    model: str = typer.Argument(..., help="Hub id or local folder of a Qwen2/2.5/3-VL model (merged or full)."),
+    model: str = typer.Argument(..., help="Hub id or local folder of a Qwen2/2.5/3-VL model (merged or full); "
+                                "with --backend openai, the model name the server serves."),
     inputs: list[Path] = typer.Argument(..., help="Images, videos, folders of them, or datasets (samples.jsonl)."),
     out: Path = typer.Option(..., "--out", help="Predictions JSONL (what `jamspotter eval detection --pred` reads)."),
     family: str = typer.Option("auto", "--family", help="auto | qwen2-vl | qwen2.5-vl | qwen3-vl"),
@@ -24,6 +25,14 @@ def infer_cmd(
     dtype: str = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32"),
     quantization: str = typer.Option(None, "--quantization", help="4bit | 8bit (bitsandbytes, CUDA)"),
     device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda when available)"),
+    backend: str = typer.Option("transformers", "--backend", help="transformers (in this process) | openai (an "
+                                "OpenAI-compatible server: jamspotter serve, vllm serve) | vllm (vLLM's engine, "
+                                "the optional vllm extra)"),
+    url: str = typer.Option(None, "--url", help="--backend openai: the server, e.g. http://127.0.0.1:8000"),
+    api_key: str = typer.Option(None, "--api-key", envvar="JAMSPOTTER_TOKEN",
+                                help="--backend openai: the server's bearer token (or env JAMSPOTTER_TOKEN)."),
+    contract: Path = typer.Option(None, "--contract", help="--backend openai: the served model's jamspotter.json, "
+                                  "for a server that does not publish it (vLLM)."),
     split: str = typer.Option(None, "--split", help="Datasets: run on this split only (train | val | test)."),
     draw: Path = typer.Option(None, "--draw", help="Also draw the boxes into this folder: an image per image, "
                                                    "an mp4 per clip."),
@@ -32,19 +41,21 @@ def infer_cmd(
     """Detect jam-causing material; boxes in original pixels plus the raw model text per image."""
     import time
 
-    from jamspotter.infer import Detector
+    from jamspotter.infer.backends import load_backend
     from jamspotter.infer.detector import UNREADABLE
     from jamspotter.infer.inputs import collect_inputs, write_predictions
     from jamspotter.models.loading import check_model_source
     from jamspotter.outputs import check_output_file
 
-    check_model_source(model)  # a mistyped local folder fails now, not after reading the inputs
+    if backend != "openai":
+        check_model_source(model)  # a mistyped local folder fails now, not after reading the inputs
     check_output_file(out, overwrite=overwrite, inputs=inputs)
     if draw is not None:
         check_draw_dir(draw, out, overwrite=overwrite, inputs=inputs)
     samples = collect_inputs(inputs, split=split)
-    detector = Detector(model, family=family, quantization=quantization, dtype=dtype, device=device,
-                        min_pixels=min_pixels, max_pixels=max_pixels, task=task, max_new_tokens=max_new_tokens)
+    detector = load_backend(backend, model, url=url, api_key=api_key, contract=contract, family=family, task=task,
+                            max_new_tokens=max_new_tokens, quantization=quantization, dtype=dtype, device=device,
+                            min_pixels=min_pixels, max_pixels=max_pixels)
     start = time.perf_counter()
     preds = detector.detect_samples(samples, batch_size=batch_size, progress=True, every_n=every_n)
     seconds = time.perf_counter() - start
