@@ -15,34 +15,42 @@ from transformers import LogitsProcessor, LogitsProcessorList
 END_OF_TURN = "<|im_end|>"
 
 
-class ScriptedText(LogitsProcessor):
-    """A logits processor that forces `ids` from prompt length `start` on (the last id once they run out)."""
+Reply = str | Callable[[dict[str, Any]], Sequence[str]]  # one text for every row, or one per row from the inputs
 
-    def __init__(self, ids: Sequence[int], start: int) -> None:
-        self.ids, self.start = list(ids), start
+
+class ScriptedText(LogitsProcessor):
+    """A logits processor that forces row r's `ids[r]` from prompt length `start` on (its last id once they run out)."""
+
+    def __init__(self, ids: Sequence[Sequence[int]], start: int) -> None:
+        self.ids, self.start = [list(row) for row in ids], start
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        k = min(input_ids.shape[1] - self.start, len(self.ids) - 1)
+        step = input_ids.shape[1] - self.start
         forced = torch.full_like(scores, float("-inf"))
-        forced[:, self.ids[k]] = 0.0
+        for r, row in enumerate(self.ids):
+            forced[r, row[min(step, len(row) - 1)]] = 0.0
         return forced
 
 
-def scripted_generate(generate: Callable[..., Any], tokenizer: Any, replies: Sequence[str],
+def scripted_generate(generate: Callable[..., Any], tokenizer: Any, replies: Sequence[Reply],
                       calls: list[dict[str, Any]] | None = None) -> Callable[..., Any]:
     """A drop-in `generate` whose i-th call writes `replies[i]` + end of turn (the last reply repeats).
 
-    The keyword arguments of every call (input_ids, pixel_values, image_grid_thw ...) are appended to `calls`.
-    Works as an instance attribute (`model.generate = ...`) and as a class attribute (self passed through).
+    A reply is a text for every row of the batch, or a function of the call's keyword arguments giving
+    one text per row (an answer that depends on the image the row holds). The keyword arguments of every
+    call (input_ids, pixel_values, image_grid_thw ...) are appended to `calls`. Works as an instance
+    attribute (`model.generate = ...`) and as a class attribute (self passed through).
     """
     record = calls if calls is not None else []
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         reply = replies[min(len(record), len(replies) - 1)]
         record.append(kwargs)
-        ids = tokenizer.encode(reply + END_OF_TURN, add_special_tokens=False)
+        rows = len(kwargs["input_ids"])
+        texts = [reply] * rows if isinstance(reply, str) else list(reply(kwargs))
+        ids = [tokenizer.encode(text + END_OF_TURN, add_special_tokens=False) for text in texts]
         forced = ScriptedText(ids, kwargs["input_ids"].shape[1])
         return generate(*args, **kwargs, logits_processor=LogitsProcessorList([forced]))
 
