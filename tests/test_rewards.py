@@ -489,3 +489,16 @@ def test_junk_columns_and_completions_never_raise(no_reward_errors):
         check([fn(JUNK_COMPLETIONS, gt=bad, image_size=bad, family=bad, input_size=bad, task=bad, counts=bad,
                   target=bad, answer=bad) for fn in funcs], n)
         check([fn(bad) for fn in funcs], len(bad) if isinstance(bad, list) else 1 if isinstance(bad, str | dict) else 0)
+
+
+@pytest.mark.parametrize("text", ["a" + " " * 100_000 + "b", "<answer>" * 30_000, "<tool_call>" * 20_000,
+                                  "\n" * 30_000 + "rope", "<think>" * 30_000, "- \n*" * 20_000])
+def test_long_degenerate_text_is_scored_in_linear_time(text):
+    """A collapsing policy repeats one token up to the length limit: every reward stays fast on such text
+    (each of these took 10-90 s through quadratic regex paths)."""
+    import time
+
+    start = time.perf_counter()
+    for task in TASKS[:5]:
+        check(all_rewards([text], "qwen2.5-vl", task=task, counts={"rope": 1}), 1)
+    assert time.perf_counter() - start < 5.0

@@ -61,11 +61,9 @@ MAX_SIDE = 1_000_000  # an image side above this is a junk column value, not an 
 DETECT, QNA, COUNT, SEQUENCE = "detect", "qna", "count", "sequence"
 
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(</tool_call>|$)", re.S)  # the calls parse_vqa reads
-_TOOL_SPAN_RE = re.compile(r"<tool_call>.*?</tool_call>", re.S)
 _TAG_FREE = r"(?:(?!</?think>|</?answer>).)*"
 _QNA_RE = re.compile(rf"\s*(?:<think>{_TAG_FREE}</think>\s*)+<answer>({_TAG_FREE})</answer>\s*", re.S)
-_THINK_RE = re.compile(r"<think>(.*?)</think>", re.S)
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
+_COUNT_LINE_CHARS = re.compile(r"[\w{}]")
 _EMPTY_ANSWERS = {"[]", "none", "nothing", "no objects", "no items"}
 _MAX_TEXT = 200_000
 _warned: set[str] = set()
@@ -263,13 +261,34 @@ def _answer_part(text: str) -> str:
     return text.rsplit("</think>", 1)[-1]
 
 
+def _count_text(text: str) -> str:
+    """The answer part for `parse_counts`: lines without a word character or brace dropped, whitespace runs
+    folded to one space (its line pattern takes time quadratic in long runs of blanks and bullets)."""
+    lines = (" ".join(line.split()) for line in _answer_part(text).splitlines())
+    return "\n".join(line for line in lines if _COUNT_LINE_CHARS.search(line))
+
+
 def is_empty_answer(text: str) -> bool:
     """True for a clear "no objects" answer: `[]` (fenced or not), `none`, `nothing`, after any thinking."""
     if not isinstance(text, str):
         return False
     answer = _answer_part(text[:_MAX_TEXT]).strip()
-    answer = re.sub(r"^```\s*(?:json)?\s*|\s*```$", "", answer, flags=re.I).strip().rstrip(".").strip().lower()
-    return " ".join(answer.split()) in _EMPTY_ANSWERS or re.fullmatch(r"\[\s*\]", answer) is not None
+    if len(answer) > 40:
+        return False
+    if answer.startswith("```"):
+        answer = answer[3:].removeprefix("json").removeprefix("JSON")
+    answer = answer.removesuffix("```").strip().rstrip(".").strip().lower()
+    return "".join(answer.split()) == "[]" or " ".join(answer.split()) in _EMPTY_ANSWERS
+
+
+def _tagged(text: str, tag: str) -> str | None:
+    """The content of the first `<tag>` closed by a `</tag>`, else None (str.find: linear on any text)."""
+    start = text.find(f"<{tag}>")
+    if start < 0:
+        return None
+    start += len(tag) + 2
+    end = text.find(f"</{tag}>", start)
+    return text[start:end] if end >= 0 else None
 
 
 # ---- detection -----------------------------------------------------------------------------------
@@ -358,13 +377,12 @@ def _qna_structure(text: str) -> float:
     close = text.find("</think>")
     if close >= 0 and "<think>" not in text[:close]:  # Qwen3 thinking templates put <think> in the prompt
         text = "<think>" + text
-    bare = _TOOL_SPAN_RE.sub(" ", text)
+    bare = _TOOL_CALL_RE.sub(lambda m: " " if m.group(2) else m.group(0), text)  # closed calls aside
     m = _QNA_RE.fullmatch(bare)
     if m and m.group(1).strip():
         return 1.0
-    answer = _ANSWER_RE.search(bare)
-    think = _THINK_RE.search(bare)
-    return 0.5 * bool(answer and answer.group(1).strip()) + 0.25 * bool(think)
+    answer = _tagged(bare, "answer")
+    return 0.5 * bool(answer and answer.strip()) + 0.25 * (_tagged(bare, "think") is not None)
 
 
 def format_reward(completions: Any, family: Any = None, task: Any = None, image_size: Any = None,
@@ -376,7 +394,7 @@ def format_reward(completions: Any, family: Any = None, task: Any = None, image_
         kind = _task(_at(task, i))
         text = completion_text(completion)[:_MAX_TEXT]
         if kind == COUNT:
-            return 1.0 if parse_counts(_answer_part(text))[0] else 0.0
+            return 1.0 if parse_counts(_count_text(text))[0] else 0.0
         if kind == SEQUENCE:
             values = _target_values(_at(target, i))
             rows, problems = parse_sequence(_answer_part(text), len(values[0]) if values else None)
@@ -472,7 +490,7 @@ def count_reward(completions: Any, counts: Any = None, task: Any = None, **kw: A
         asked = {k: v for k, v in asked.items() if k and v is not None}
         if not asked:
             return None
-        pred, _ = parse_counts(_answer_part(completion_text(completion)[:_MAX_TEXT]))
+        pred, _ = parse_counts(_count_text(completion_text(completion)[:_MAX_TEXT]))
         pred = {normalise(k): v for k, v in pred.items()}
         errors = [1.0 if k not in pred else min(1.0, abs(pred[k] - t) / max(1.0, t)) for k, t in asked.items()]
         return 1.0 - float(np.mean(errors))
