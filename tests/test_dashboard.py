@@ -311,11 +311,12 @@ def test_shutdown_stops_an_endless_stream(tmp_path: Path) -> None:
 
 # ---- a real server: server-sent events ---------------------------------------------------------------------
 @contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Run `app` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL, stops it after."""
+def serving(app: Any, port: int = 0) -> Iterator[str]:
+    """Run `app` with uvicorn on 127.0.0.1 (`port`, default a free one) in a thread; yields its base URL, stops it
+    after."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

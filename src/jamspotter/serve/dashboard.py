@@ -185,8 +185,9 @@ class Dashboard:
         picture = jpeg(drawn)
         with self._lock:
             self._seen.extend((now, b.label, self.taxonomy.is_jam(b)) for b in r.pred.objects)
-            self.latest, self.latest_jpeg = event, picture
             self.state["frames"] += 1
+            event["frames"] = self.state["frames"]
+            self.latest, self.latest_jpeg = event, picture
             self.seq += 1
             if alert_id is not None:
                 self.state["alerts"] += 1

@@ -106,15 +106,20 @@ function showFrame(f) {
     list.append(li);
   }
   showCounts(f.counts);
+  if (lastStatus && f.frames !== lastStatus.frames) showStatus({ ...lastStatus, frames: f.frames, counts: f.counts });
   alertsChanged(f.alerts_version);
 }
 
+let lastStatus = null;
 function showStatus(s) {
+  lastStatus = s;
   const state = s.running ? "running" : s.ended ? "stream ended" : s.source ? "stopped" : "no stream";
-  let text = `${s.source || "no --stream"} · ${state} · ${s.frames} frames`;
-  if (s.errors) text += ` · ${s.errors} errors`;
+  const source = s.source ? s.source.replace(/\/+$/, "").split("/").pop() : "no --stream";
+  let text = `${source} · ${state} · ${s.frames} frame${s.frames === 1 ? "" : "s"}`;
+  if (s.errors) text += ` · ${s.errors} error${s.errors === 1 ? "" : "s"}`;
   if (s.last_error) text += ` · last error: ${s.last_error}`;
   $("status-text").textContent = text;
+  $("status-text").title = s.source || "";
   $("counts-window").textContent = `· last ${s.minutes} min`;
   $("open-count").textContent = s.unacked;
   showCounts(s.counts);
