@@ -21,8 +21,9 @@ Formulas (IoU and matching are `jamspotter.evaluate.matching`, the evaluator's o
   Count / sequence 1 when the answer parses cleanly (sequence 0.5 when it parses with problems), else 0.
 - crop (QnA rows): 0 without tool calls; -min(1, 0.5 (invalid calls + calls over max_crops)) when a call
   is malformed, outside the image, degenerate or over the limit; else 1 when some crop intersects a
-  ground-truth box AND the `<answer>` equals the reference answer (and, for message lists, a tool turn
-  returned an image), else 0.
+  ground-truth box AND the `<answer>` equals the reference answer (lower case, punctuation and space runs
+  folded to one space; a yes/no reference compares the first word only) and, for message lists, a tool turn
+  returned an image; else 0.
 - count: 1 - mean over the asked classes of min(1, |pred - true| / max(1, true)); a missing class counts 1.
 - sequence: -mean over steps x components of min(1, |pred - true| / (mean_t |true| of the component
   + 1e-6)); missing or extra steps count 1. In [-1, 0].
