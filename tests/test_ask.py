@@ -115,6 +115,14 @@ def test_bad_calls_get_an_error_message_and_no_image(askers: dict, monkeypatch: 
     assert "<tool_response>error: crop box [150, 120, 300, 240] is outside" in answer.text
 
 
+def test_the_seed_data_call_syntax_is_answered_too(askers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    det = askers["qwen2-vl"]
+    calls = script(monkeypatch, det, ["<think>Closer. <tool_call>[160, 100, 640, 460]</tool_call>", ANSWER])
+    answer = det.ask(belt_image((250, 200)), "Is there a rope?")
+    assert calls[1]["image_grid_thw"].tolist() == [[1, 14, 18], [1, 6, 8]]
+    assert answer.crops == [[40.0, 20.0, 160.0, 92.0]] and answer.answer == "yes" and answer.problems == []
+
+
 def test_max_crops_bounds_the_loop(askers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     det = askers["qwen2-vl"]
     always = crop_call([160, 100, 640, 460])  # a model that never stops cropping

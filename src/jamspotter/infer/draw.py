@@ -46,7 +46,10 @@ def label_font(size: int) -> Any:
 
         return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
     except (ImportError, OSError):
-        return ImageFont.load_default(size=size)
+        try:
+            return ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: one fixed-size bitmap font
+            return ImageFont.load_default()
 
 
 def _text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -67,7 +70,7 @@ def _tag(draw: ImageDraw.ImageDraw, text: str, x: float, y: float, above: bool, 
          background: tuple[int, int, int], size: tuple[int, int]) -> None:
     """A text tag on a filled background with its bottom (`above`) or top edge at y, kept inside the image."""
     w, h = size
-    pad = max(1, font.size // 5)
+    pad = max(1, getattr(font, "size", 10) // 5)
     text = _fit(draw, text, font, w - 2 * pad)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     tw, th = right - left + 2 * pad, bottom - top + 2 * pad
