@@ -3,12 +3,10 @@ auth, the live frame with boxes, server-sent events from a real server, restart 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from jamspotter.line.stream import (
 )
 from jamspotter.serve.alerts import AlertStore
 from jamspotter.serve.app import create_app
+from jamspotter.serve.server import running_server
 from jamspotter.serve.settings import ServeSettings
 
 TOKEN = "s3cret"
@@ -310,26 +309,6 @@ def test_shutdown_stops_an_endless_stream(tmp_path: Path) -> None:
 
 
 # ---- a real server: server-sent events ---------------------------------------------------------------------
-@contextlib.contextmanager
-def serving(app: Any, port: int = 0) -> Iterator[str]:
-    """Run `app` with uvicorn on 127.0.0.1 (`port`, default a free one) in a thread; yields its base URL, stops it
-    after."""
-    import uvicorn
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 30, "the server to start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        assert not thread.is_alive(), "the server did not stop"
-
-
 def read_event(response: httpx.Response, name: str) -> dict:
     """The data of the first SSE event called `name`."""
     event = None
@@ -345,7 +324,7 @@ def read_event(response: httpx.Response, name: str) -> dict:
 
 def test_server_sent_events_carry_the_frame_with_its_boxes(tmp_path: Path) -> None:
     app = create_app(settings(tmp_path, stream=str(belt_folder(tmp_path / "belt", [ROPE]))), detector=RedIsRope())
-    with serving(app) as url, httpx.Client(base_url=url, timeout=20) as http:
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=20) as http:
         with http.stream("GET", "/v1/stream/events") as r:
             assert r.status_code == 401
         with http.stream("GET", "/v1/stream/events", params={"token": TOKEN}) as r:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from memorised import SCENE, SIZE, memorise, write_scene
-from test_dashboard import serving
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).is_file()), None)
@@ -62,6 +61,7 @@ def test_dashboard_in_chromium_frame_alert_ack_and_restart(tmp_path: Path, detec
     from jamspotter.infer.draw import JAM_COLOR, MATERIAL_COLOR
     from jamspotter.serve.app import create_app
     from jamspotter.serve.dashboard import LIVE_SIDE
+    from jamspotter.serve.server import running_server
     from jamspotter.serve.settings import ServeSettings
 
     scene = write_scene(tmp_path / "scene") / "images" / "scene.png"
@@ -79,7 +79,7 @@ def test_dashboard_in_chromium_frame_alert_ack_and_restart(tmp_path: Path, detec
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            with serving(create_app(settings, detector=detector), port=settings.port):
+            with running_server(create_app(settings, detector=detector), port=settings.port):
                 page.goto(url)
                 # the service has a token: the page asks once, then keeps it
                 page.wait_for_selector("#token-dialog[open]", timeout=10_000)
@@ -118,7 +118,7 @@ def test_dashboard_in_chromium_frame_alert_ack_and_restart(tmp_path: Path, detec
                 page.check("#alarm-toggle")  # sound and flash for the next alert
 
             # restart on the same SQLite file (same port): the open page reconnects by itself ...
-            with serving(create_app(settings, detector=detector), port=settings.port):
+            with running_server(create_app(settings, detector=detector), port=settings.port):
                 page.wait_for_selector("#conn.live", timeout=20_000)
                 page.wait_for_selector('.alert.acked[data-id="1"]', timeout=10_000)
                 # the restarted stream sees the rope again: a new alert, and the page flashes for it

@@ -143,7 +143,7 @@ class Dashboard:
         self.settings = settings
         self.store = store
         self.frames = frames
-        self.minutes = float(getattr(settings, "alert_minutes", 10.0))
+        self.minutes = float(settings.alert_minutes)
         self.taxonomy = Taxonomy()
         self.stop = StopFlag()
         self._lock = threading.Lock()
