@@ -328,6 +328,31 @@ def test_slow_answer_is_504_and_the_service_keeps_serving(scene: bytes) -> None:
         assert ok.status_code == 200 and ok.json()["detections"][0]["bbox"] == [1, 2, 3, 4]
 
 
+def test_an_image_the_model_refuses_fails_alone_and_its_batch_mates_are_answered(scene: bytes) -> None:
+    from jamspotter.errors import DataError
+
+    class Picky(SlowDetector):
+        def detect(self, images: list, batch_size: int = 4) -> list[Detections]:
+            self.calls.append(len(images))
+            if any(im.width == 13 for im in images):
+                raise DataError("cannot prepare images (13x13): refused")
+            return super().detect(images, batch_size)
+
+    picky = Picky(delay=0.05)
+    app = create_app(ServeSettings(model="picky", max_batch=8, max_wait_ms=300), detector=picky)
+    odd = png_bytes(Image.new("RGB", (13, 13)))
+    with running_server(app) as url:
+        async def fire() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                return await asyncio.gather(*(
+                    client.post("/v1/detect", files={"image": ("i.png", odd if i == 1 else scene, "image/png")})
+                    for i in range(4)))
+
+        codes = [r.status_code for r in asyncio.run(fire())]
+    assert codes == [200, 400, 200, 200]
+    assert max(picky.calls) > 1 and picky.calls.count(1) >= 4  # batched first, then one by one
+
+
 def test_a_model_that_fails_to_load_leaves_readyz_false_with_the_reason(tmp_path: Path, scene: bytes) -> None:
     app = create_app(ServeSettings(model=str(tmp_path / "no-such-model")))
     with running_server(app) as url:
@@ -378,6 +403,15 @@ def test_serve_cli_errors_are_one_line(args: list[str], message: str, model_dir:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+
+
+def test_serve_cli_stops_with_one_error_line_when_the_model_cannot_load(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    result = CliRunner().invoke(cli_app, ["serve", "--model", str(tmp_path), "--port", "0", "--log-level", "error"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
+    assert errors == ["error: cannot load the model: unsupported model_type 'llama'; jamspotter supports qwen2_vl, "
+                      "qwen2_5_vl, qwen3_vl"], result.output
 
 
 def test_loopback_addresses() -> None:

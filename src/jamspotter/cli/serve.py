@@ -10,6 +10,7 @@ from jamspotter.cli.app import app
 from jamspotter.errors import JamspotterError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+OPTION_NAMES = {"timeout_s": "--timeout", "max_body_bytes": "--max-body-mb"}  # settings fields named otherwise
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -67,12 +68,15 @@ def serve_cmd(
                   timeout_s=timeout, max_body_bytes=int(max_body_mb * 1024 * 1024), max_image_pixels=max_image_pixels,
                   max_new_tokens=max_new_tokens, max_crops=max_crops, dtype=dtype, device=device,
                   quantization=quantization)
-    values.update(parse_sets(sets or []))
+    options = {key: OPTION_NAMES.get(key, "--" + key.replace("_", "-")) for key in values}
+    extra = parse_sets(sets or [])
+    values.update(extra)
     try:
         settings = ServeSettings(**values)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(x) for x in first.get("loc", ())) or "settings"
+        field = str(first["loc"][0]) if first.get("loc") else ""
+        where = f"--set {field}" if field in extra or field not in options else options[field]
         raise JamspotterError(f"{where}: {first['msg']}") from None
     from jamspotter.infer.detector import check_task
     from jamspotter.models.loading import resolve_dtype

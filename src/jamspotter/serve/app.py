@@ -189,9 +189,10 @@ def _start_loading(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
         except BaseException as e:  # noqa: BLE001 - any failure is reported, never lost in the thread
             message = e.format_message() if isinstance(e, JamspotterError) else f"{type(e).__name__}: {e}"
             app.state.load_error = message
-            log.error("cannot load the model: %s", message)
             if app.state.on_load_error is not None:
                 app.state.on_load_error(e)
+            else:
+                log.error("cannot load the model: %s", message)
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (server stopped)
             loop.call_soon_threadsafe(publish, detector)

@@ -93,8 +93,9 @@ class Batcher:
             raise NotReady("the model is still loading")
         if self._worker is None or self._wakeup is None:
             raise NotReady("the batcher is not running")
-        if len(self._queue) >= self.max_queue:
-            raise QueueFull(f"{len(self._queue)} requests are waiting already")
+        waiting = sum(not j.future.done() for j in self._queue)  # callers that gave up do not count
+        if waiting >= self.max_queue:
+            raise QueueFull(f"{waiting} requests are waiting already")
         self._queue.append(job)
         self._gauge()
         self._wakeup.set()
