@@ -79,15 +79,24 @@ def test_openai_backend_returns_the_detectors_detections(family: str,
 
 def test_backend_against_a_service_that_builds_tiny_qwen2_vl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    import threading
+
+    import jamspotter.serve.loader as loader
     from jamspotter.infer import Detector
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    gate, load = threading.Event(), loader.load_detector
+    monkeypatch.setattr(loader, "load_detector", lambda settings: gate.wait(30) and load(settings))
     app = create_app(ServeSettings(model="tiny:qwen2-vl", max_new_tokens=12))
     scene = scene_of(memorised_model(tmp_path_factory, "qwen2.5-vl"))
     images = [Image.open(scene).convert("RGB"), Image.new("RGB", (150, 100), (200, 30, 30))]
     with running_server(app) as url:
-        first = httpx.get(f"{url}/readyz")  # building + loading the tiny model takes seconds
-        assert first.status_code == 503 and first.json()["ready"] is False
+        loading = httpx.get(f"{url}/readyz")  # the service answers while the model is still loading
+        assert loading.status_code == 503 and loading.json()["ready"] is False
+        early = httpx.post(f"{url}/v1/detect", files={"image": ("s.png", scene.read_bytes(), "image/png")})
+        assert early.status_code == 503 and early.json() == {"error": "the model is still loading"}
+        assert early.headers["retry-after"]
+        gate.set()
         deadline = time.monotonic() + 60
         while httpx.get(f"{url}/readyz").status_code != 200:
             assert time.monotonic() < deadline and app.state.load_error is None, app.state.load_error

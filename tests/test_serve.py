@@ -298,7 +298,7 @@ class SlowDetector:
 
 
 def test_full_queue_is_503_with_retry_after(scene: bytes) -> None:
-    slow = SlowDetector(delay=0.4)
+    slow = SlowDetector(delay=0.6)
     app = create_app(ServeSettings(model="slow", max_queue=2, max_batch=1, max_wait_ms=0), detector=slow)
     with running_server(app) as url:
         async def fire() -> list[httpx.Response]:
@@ -339,7 +339,7 @@ def test_an_image_the_model_refuses_fails_alone_and_its_batch_mates_are_answered
             return super().detect(images, batch_size)
 
     picky = Picky(delay=0.05)
-    app = create_app(ServeSettings(model="picky", max_batch=8, max_wait_ms=300), detector=picky)
+    app = create_app(ServeSettings(model="picky", max_batch=8, max_wait_ms=500), detector=picky)
     odd = png_bytes(Image.new("RGB", (13, 13)))
     with running_server(app) as url:
         async def fire() -> list[httpx.Response]:
