@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -309,10 +309,10 @@ def test_shutdown_stops_an_endless_stream(tmp_path: Path) -> None:
 
 
 # ---- a real server: server-sent events ---------------------------------------------------------------------
-def read_event(response: httpx.Response, name: str) -> dict:
-    """The data of the first SSE event called `name`."""
+def read_event(lines: Iterator[str], name: str) -> dict:
+    """The data of the next SSE event called `name` in a stream's `lines`."""
     event = None
-    for line in response.iter_lines():
+    for line in lines:
         if line.startswith("event:"):
             event = line.split(":", 1)[1].strip()
         elif line.startswith("data:") and event == name:
@@ -329,9 +329,27 @@ def test_server_sent_events_carry_the_frame_with_its_boxes(tmp_path: Path) -> No
             assert r.status_code == 401
         with http.stream("GET", "/v1/stream/events", params={"token": TOKEN}) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            frame = read_event(r, "frame")
+            frame = read_event(r.iter_lines(), "frame")
     assert frame["detections"] == [{"label": "rope", "bbox": [10.0, 8.0, 40.0, 20.0], "jam_risk": True,
                                     "score": None, "reason": "long and thin"}]
     assert (frame["frame"], frame["jam"], frame["alert"], frame["alert_id"]) == (0, True, True, 1)
     assert frame["counts"] == [{"label": "rope", "count": 1, "jam_risk": True}]
     assert frame["image"].startswith("data:image/jpeg;base64,")
+
+
+def test_begin_shutdown_ends_open_event_streams_at_once(tmp_path: Path) -> None:
+    from jamspotter.serve.dashboard import SSE_LIFETIME_S, begin_shutdown
+
+    app = create_app(settings(tmp_path, stream="synth", stream_interval=0.2, token=None), detector=RedIsRope())
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=20) as http:
+        with http.stream("GET", "/v1/stream/events") as r:
+            lines = r.iter_lines()
+            read_event(lines, "frame")
+            t0 = time.monotonic()
+            begin_shutdown(app)
+            for _ in lines:  # drains what was sent, then the stream ends
+                pass
+            assert time.monotonic() - t0 < min(2.0, SSE_LIFETIME_S)
+        thread = app.state.dashboard.thread
+        thread.join(10)
+        assert not thread.is_alive() and not app.state.dashboard.status()["ended"]  # stopped, not run out

@@ -295,6 +295,15 @@ class Dashboard:
 
 
 # ---- mounting -------------------------------------------------------------------------------------------
+def begin_shutdown(app: FastAPI) -> None:
+    """Stop the stream after its current frame and end the open event streams at once. For the server's exit
+    handler: uvicorn waits for open responses before it shuts the app down, and an open page's event stream
+    would otherwise hold it until `SSE_LIFETIME_S` or the graceful-shutdown timeout."""
+    dash = getattr(app.state, "dashboard", None)
+    if dash is not None:
+        dash.stop.set("shutdown")
+
+
 def add_dashboard(app: FastAPI) -> None:
     """Mount the page and the dashboard API; open the alert database and the stream source now (a bad
     `--stream` or `--db` is a one-line JamspotterError before the server starts)."""
@@ -353,7 +362,7 @@ def _add_stream_routes(api: APIRouter, dash: Dashboard) -> None:
         sent_seq, sent_version, sent_status = -1, -1, 0.0
         ends = time.monotonic() + SSE_LIFETIME_S
         yield ServerSentEvent(comment="jamspotter dashboard", retry=SSE_RETRY_MS)
-        while time.monotonic() < ends and not await request.is_disconnected():
+        while time.monotonic() < ends and not dash.stop and not await request.is_disconnected():
             seq, event = dash.frame_event()
             if event is not None and seq != sent_seq:
                 sent_seq = seq
