@@ -8,8 +8,8 @@ exactly as they read SFT's.
 
 The crop tool runs inside TRL's own multi-turn loop (`environment_factory`): the crop images reach the
 model's next turn AND the training forward pass (a `rollout_func` would drop them from the latter).
-Question-answer prompts get the crop environment, detection and counting prompts a plain one (no tool
-schema in their prompt), exactly as SFT rendered them. Clip prompts are left out: TRL's rollouts take images.
+Question-answer prompts (counting and region questions too) get the crop environment, detection prompts a
+plain one (no tool schema), exactly as SFT rendered them. Clip prompts are left out: TRL's rollouts take images.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class CropEnvironment(CropTool):
 
 
 class PlainEnvironment:
-    """TRL environment without tools: detection and counting prompts are rendered as SFT rendered them."""
+    """TRL environment without tools: detection prompts are rendered as SFT rendered them."""
 
     def reset(self, **row: Any) -> None:
         return None
