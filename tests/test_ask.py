@@ -107,9 +107,10 @@ def test_bad_calls_get_an_error_message_and_no_image(askers: dict, monkeypatch: 
     assert len(calls) == 3
     assert [c["image_grid_thw"].tolist() for c in calls] == [[[1, 14, 18]]] * 3  # never a second image
     second, third = (det.tokenizer.decode(c["input_ids"][0]) for c in calls[1:])
-    assert "<tool_response>\nerror: crop box [150, 120, 300, 240] is outside the 250x200 image\n</tool_response>" \
-        in second
-    assert "error: unknown tool 'zoom'; the only tool is crop" in third
+    # the same error text TRL's GRPO loop gives the model for a failed call
+    assert "<tool_response>\n{'error': 'crop box [150, 120, 300, 240] is outside the 250x200 image'}\n" \
+        "</tool_response>" in second
+    assert """{'error': "unknown tool 'zoom'; the only tool is crop"}""" in third
     assert answer.answer == "yes" and answer.crops == [] and answer.crops_used == 0
     assert len(answer.problems) == 2 and "outside" in answer.problems[0] and "zoom" in answer.problems[1]
     assert "<tool_response>error: crop box [150, 120, 300, 240] is outside" in answer.text
@@ -131,7 +132,7 @@ def test_max_crops_bounds_the_loop(askers: dict, monkeypatch: pytest.MonkeyPatch
     # two crops, one "limit reached" message, then the fourth call ends the loop
     assert len(calls) == 4
     assert [len(c["image_grid_thw"]) for c in calls] == [1, 2, 3, 3]
-    assert "error: crop limit reached (2 per answer)" in det.tokenizer.decode(calls[3]["input_ids"][0])
+    assert "{'error': 'crop limit reached (2 per answer)'}" in det.tokenizer.decode(calls[3]["input_ids"][0])
     assert answer.crops_used == 2 and answer.crops == [[40.0, 20.0, 160.0, 92.0]] * 2
     assert answer.answer == "" and any("over the limit of 2 crops" in p for p in answer.problems)
 

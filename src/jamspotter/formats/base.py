@@ -179,7 +179,7 @@ class Format:
                 input_size = (rw, rh)
             elif not self.relative:
                 input_size = self.input_size(w, h)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(inf)
             return [], [f"cannot use image_size {image_size!r} / input_size {input_size!r}: {e}"]
         raw, problems = extract_boxes(text)
         boxes, more = self.boxes_from_raw(raw, (w, h), input_size)

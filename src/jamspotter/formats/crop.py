@@ -64,9 +64,20 @@ def crop_call(fmt: Format, values: Sequence[Any], image_size: tuple[int, int],
         return CropCall(None, f"crop bbox_2d {values!r} is not four numbers")
     if len(nums) != 4 or not all(math.isfinite(v) for v in nums):
         return CropCall(None, f"crop bbox_2d {values!r} is not four finite numbers")
+    sizes = [image_size] if input_size is None else [image_size, input_size]
+    if not all(_positive_size(size) for size in sizes):
+        return CropCall(None, f"cannot crop an image of size {image_size!r} (model input {input_size!r})")
     if not fmt.relative and input_size is None:
-        input_size = fmt.input_size(*image_size)
+        input_size = fmt.input_size(*(int(v) for v in image_size))
     return check_crop(fmt.from_model(nums, image_size, input_size), image_size)
+
+
+def _positive_size(size: Any) -> bool:
+    try:
+        w, h = (float(v) for v in size)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(w) and math.isfinite(h) and w >= 1 and h >= 1
 
 
 def crop_image(image: Any, box: Sequence[float]) -> Any:
@@ -129,6 +140,12 @@ class CropTool:
     def used(self) -> int:
         """How many calls returned a crop image."""
         return sum(c.ok for c in self.calls)
+
+
+def tool_error_text(reason: str) -> str:
+    """What the model reads for a failed tool call: TRL's GRPO loop answers `str({"error": reason})`, so
+    inference answers the same text."""
+    return str({"error": reason})
 
 
 def crop_tool_schema() -> dict[str, Any]:

@@ -59,7 +59,7 @@ def count_answer(objects: Sequence[BoxObject], classes: Sequence[str]) -> str:
     return "\n".join(f"{c}: {sum(o.label == c for o in objects)}" for c in classes)
 
 
-_COUNT_LINE_RE = re.compile(r"^[\s\-*•]*[\"']?([A-Za-z][\w \-/&']*?)[\"']?\s*[:=]\s*(\d+)\b", re.M)
+_COUNT_LINE_RE = re.compile(r"^[ \t\-*•]*[\"']?([A-Za-z][\w \-/&']*?)[\"']?\s*[:=]\s*(\d+)\b", re.M)
 
 
 def parse_counts(text: str) -> tuple[dict[str, int], list[str]]:
@@ -186,7 +186,7 @@ def tool_call_box(body: str) -> list[float] | None:
     body = body.strip()
     try:
         call = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested brackets exhaust the JSON parser's recursion
         call = None
     if isinstance(call, dict):
         args = call.get("arguments")

@@ -5,7 +5,7 @@ TRL's multi-turn rollouts), with the crop tool's schema offered through the chat
 
     user:      [image] question
     assistant: <think>... <tool_call>{"name": "crop", "arguments": {"bbox_2d": [...]}}</tool_call>
-    tool:      [crop image]                    (a bad call: the text "error: <reason>", no image)
+    tool:      [crop image]                    (a bad call: TRL's text {'error': '<reason>'}, no image)
     assistant: ...</think><answer>...</answer>
 
 Each turn is generated greedily and stops at the end of the turn or at the first `</tool_call>`; the
@@ -128,7 +128,7 @@ def _call_box(body: str) -> tuple[list[float] | None, str | None]:
 def ask(det: Detector, image: ImageLike, question: str, max_crops: int = 3,
         max_new_tokens: int | None = None) -> Answer:
     """Answer `question` about `image` with up to `max_crops` crop images; see `Detector.ask`."""
-    from jamspotter.formats.crop import CropTool
+    from jamspotter.formats.crop import CropTool, tool_error_text
     from jamspotter.formats.tasks import CROP_TOOL, parse_vqa, resolve_box_refs
     from jamspotter.infer.detector import to_pil
     from jamspotter.models.chat import use_tool_template
@@ -190,7 +190,7 @@ def ask(det: Detector, image: ImageLike, question: str, max_crops: int = 3,
         else:
             problems.append(f"crop call {responses}: {reason}")
             messages.append({"role": "tool", "name": CROP_TOOL,
-                             "content": [{"type": "text", "text": f"error: {reason}"}]})
+                             "content": [{"type": "text", "text": tool_error_text(reason)}]})
             shown.append(tool_response_marker(f"error: {reason}"))
     whole = "".join(said)
     if _OPEN_CALL_RE.search(whole):
