@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import shutil
@@ -366,6 +367,27 @@ def test_a_model_that_fails_to_load_leaves_readyz_false_with_the_reason(tmp_path
         response = httpx.post(f"{url}/v1/detect", files={"image": ("s.png", scene, "image/png")})
         assert "model failed to load" in assert_error(response, 503)
         assert response.headers["retry-after"]
+
+
+def test_the_server_stops_at_once_with_a_dashboard_page_open() -> None:
+    """An open event stream (a dashboard tab) must not hold the exit until uvicorn's graceful timeout (5 s)."""
+    app = create_app(ServeSettings(model="slow"), detector=SlowDetector(delay=0.01))
+    opened = threading.Event()
+
+    def listen(url: str) -> None:
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", f"{url}/v1/stream/events", timeout=30) as r:
+            opened.set()
+            for _ in r.iter_lines():
+                pass
+
+    with running_server(app) as url:
+        listener = threading.Thread(target=listen, args=(url,), daemon=True)
+        listener.start()
+        assert opened.wait(10)
+        start = time.monotonic()
+    assert time.monotonic() - start < 2.0
+    listener.join(5)
+    assert not listener.is_alive()
 
 
 # ---- loading choices and the CLI ---------------------------------------------------------------------

@@ -42,12 +42,25 @@ def is_loopback(host: str) -> bool:
 
 
 def make_server(app: Any, host: str, port: int, log_level: str = "info") -> Any:
-    """A `uvicorn.Server` for `app` (one process: the model is loaded once)."""
+    """A `uvicorn.Server` for `app` (one process: the model is loaded once).
+
+    When it shuts down it first ends the dashboard's stream and open event streams (`begin_shutdown`):
+    uvicorn waits for open responses before the app's own shutdown runs, and a page left open would
+    otherwise hold the exit until the graceful-shutdown timeout.
+    """
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if hasattr(app, "state"):
+                from jamspotter.serve.dashboard import begin_shutdown
+
+                begin_shutdown(app)
+            await super().shutdown(sockets)
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False,
                             timeout_graceful_shutdown=5)
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 @contextlib.contextmanager
