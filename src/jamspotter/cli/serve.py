@@ -38,7 +38,8 @@ def serve_cmd(
                                    "JAMSPOTTER_TOKEN). Without one the routes are open."),
     stream: str = typer.Option(None, "--stream", help="Frames for the dashboard: a folder, an mp4 clip, synth, or "
                                "a webcam (webcam:0, /dev/video0)."),
-    db: Path = typer.Option(None, "--db", help="SQLite file of the dashboard's alerts (kept across restarts)."),
+    db: Path = typer.Option(None, "--db", help="SQLite file of the dashboard's alerts, kept across restarts "
+                                 "(with --stream, default ./jamspotter-alerts.db)."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Images per model call at most."),
     max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", min=0, help="How long a batch waits for more images."),
     max_queue: int = typer.Option(64, "--max-queue", min=1, help="Requests waiting at most; more get 503."),
