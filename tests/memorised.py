@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 # One red rectangle ("rope", jam-causing) and one brown one ("cardboard") on grey, 112x112.
 SCENE = {"rope": (220, 60, 40, [14, 20, 70, 44]), "cardboard": (180, 140, 80, [40, 62, 100, 104])}
@@ -63,3 +64,15 @@ def memorise(root: Path, family: str = "qwen2.5-vl", steps: int = 150, qa: bool 
         "--set", f"data.count={1.0 if qa else 0.0}", "--set", "train.lr=5e-3"])
     assert result.exit_code == 0, result.output
     return run / "final"
+
+
+def memorised_model(tmp_path_factory: Any, family: str) -> Path:
+    """The memorised model of `family`, trained once per test session and shared by the test files that need it."""
+    import shutil
+
+    root = tmp_path_factory.getbasetemp() / f"memorised-{family}"
+    final = root / f"run-{family}" / "final"
+    if not (final / "config.json").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        memorise(root, family)
+    return final

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from memorised import memorised_model
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -25,20 +26,6 @@ from jamspotter.serve import ServeSettings, create_app, running_server
 
 TOKEN = "backend-token"
 ROPE, CARDBOARD = [14.0, 20.0, 70.0, 44.0], [40.0, 62.0, 100.0, 104.0]
-
-
-def memorised_model(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
-    """The memorised model of `family`, trained once per test session (test_serve.py shares the folder)."""
-    import shutil
-
-    from memorised import memorise
-
-    root = tmp_path_factory.getbasetemp() / f"memorised-{family}"
-    final = root / f"run-{family}" / "final"
-    if not (final / "config.json").is_file():
-        shutil.rmtree(root, ignore_errors=True)
-        memorise(root, family)
-    return final
 
 
 def scene_of(model_dir: Path) -> Path:

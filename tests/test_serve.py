@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from memorised import memorised_model
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
@@ -37,18 +38,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ROPE, CARDBOARD = [14.0, 20.0, 70.0, 44.0], [40.0, 62.0, 100.0, 104.0]
 DETECTION_KEYS = {"label", "bbox", "jam_risk", "score", "reason"}
 ANSWER_KEYS = {"detections", "width", "height", "model", "text", "problems"}
-
-
-def memorised_model(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
-    """The memorised model of `family`, trained once per test session (shared by the test files that need it)."""
-    from memorised import memorise
-
-    root = tmp_path_factory.getbasetemp() / f"memorised-{family}"
-    final = root / f"run-{family}" / "final"
-    if not (final / "config.json").is_file():
-        shutil.rmtree(root, ignore_errors=True)
-        memorise(root, family)
-    return final
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,14 @@ from jamspotter.detections import Detections
 from jamspotter.errors import DataError, JamspotterError
 from jamspotter.formats.contract import CONTRACT_FILE, RunContract, untrained_contract
 from jamspotter.infer.detector import (
-    UNREADABLE,
     Detector,
     ImageLike,
     Task,
     _batched,
     check_task,
     contract_for_task,
+    detect_in_batches,
     iter_video_frames,
-    to_pil,
 )
 
 BACKENDS: tuple[str, ...] = ("transformers", "openai", "vllm")
@@ -103,32 +102,10 @@ class _TextBackend:
     def detect(self, images: Sequence[ImageLike], batch_size: int = 4, progress: bool = False,
                skip_unreadable: bool = False) -> list[Detections]:
         """One `Detections` per image, in order (as `Detector.detect`); `batch_size` images are asked at a time."""
-        if batch_size < 1:
-            raise JamspotterError(f"batch_size must be >= 1, got {batch_size}")
-        results: list[Detections] = []
-        batches: Iterator[list[Any]] | Any = _batched(images, batch_size)
-        if progress:
-            from rich.progress import track
+        def answer(opened: list[Any]) -> list[Detections]:
+            return [self._parse(im, text, cut) for im, (text, cut) in zip(opened, self._answers(opened), strict=True)]
 
-            batches = track(batches, total=-(-len(images) // batch_size), description="detect")
-        for batch in batches:
-            opened: list[Any] = []
-            for im in batch:
-                try:
-                    opened.append(to_pil(im))
-                except DataError as e:
-                    if not skip_unreadable:
-                        raise
-                    opened.append(Detections(problems=[f"{UNREADABLE}: {e.format_message()}"]))
-            readable = [im for im in opened if not isinstance(im, Detections)]
-            answers = iter(self._answers(readable) if readable else [])
-            for im in opened:
-                if isinstance(im, Detections):
-                    results.append(im)
-                else:
-                    text, cut = next(answers)
-                    results.append(self._parse(im, text, cut))
-        return results
+        return detect_in_batches(images, answer, batch_size, progress=progress, skip_unreadable=skip_unreadable)
 
     def detect_video(self, path: str | Path, every_n: int = 1, batch_size: int = 4) -> list[Detections]:
         """Detect on every `every_n`-th frame of a clip; `frame` holds each frame's index."""

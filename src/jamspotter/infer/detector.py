@@ -10,7 +10,7 @@ VLM text carries no confidence, so `score` stays None (the evaluator treats that
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,6 +93,37 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+def detect_in_batches(images: Sequence[ImageLike], answer: Callable[[list[Any]], list[Detections]],
+                      batch_size: int = 4, *, progress: bool = False, skip_unreadable: bool = False
+                      ) -> list[Detections]:
+    """Open `images` and ask `answer` (RGB PIL images -> one `Detections` each) `batch_size` at a time.
+
+    The one batching loop of every backend. An unreadable image is a DataError, or with
+    `skip_unreadable` a `Detections` without boxes whose problems say why.
+    """
+    if batch_size < 1:
+        raise JamspotterError(f"batch_size must be >= 1, got {batch_size}")
+    results: list[Detections] = []
+    batches: Iterable[list[Any]] = _batched(images, batch_size)
+    if progress:
+        from rich.progress import track
+
+        batches = track(batches, total=-(-len(images) // batch_size), description="detect")
+    for batch in batches:
+        opened: list[Any] = []
+        for im in batch:
+            try:
+                opened.append(to_pil(im))
+            except DataError as e:
+                if not skip_unreadable:
+                    raise
+                opened.append(Detections(problems=[f"{UNREADABLE}: {e.format_message()}"]))
+        readable = [im for im in opened if not isinstance(im, Detections)]
+        answers = iter(answer(readable) if readable else [])
+        results += [im if isinstance(im, Detections) else next(answers) for im in opened]
+    return results
 
 
 class Detector:
@@ -227,27 +258,8 @@ class Detector:
         An unreadable image is a DataError, or with `skip_unreadable` an answer without boxes whose
         `problems` say why (so one bad file in a folder does not throw away the rest of a run).
         """
-        if batch_size < 1:
-            raise JamspotterError(f"batch_size must be >= 1, got {batch_size}")
-        results: list[Detections] = []
-        batches = _batched(images, batch_size)
-        if progress:
-            from rich.progress import track
-
-            batches = track(batches, total=-(-len(images) // batch_size), description="detect")
-        for batch in batches:
-            opened: list[Any] = []
-            for im in batch:
-                try:
-                    opened.append(to_pil(im))
-                except DataError as e:
-                    if not skip_unreadable:
-                        raise
-                    opened.append(Detections(problems=[f"{UNREADABLE}: {e.format_message()}"]))
-            readable = [im for im in opened if not isinstance(im, Detections)]
-            answers = iter(self._generate(readable) if readable else [])
-            results += [im if isinstance(im, Detections) else next(answers) for im in opened]
-        return results
+        return detect_in_batches(images, self._generate, batch_size, progress=progress,
+                                 skip_unreadable=skip_unreadable)
 
     def ask(self, image: ImageLike, question: str, max_crops: int = 3,
             max_new_tokens: int | None = None) -> Answer:

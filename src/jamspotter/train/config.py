@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jamspotter.errors import JamspotterError
+from jamspotter.train.rewards import RewardWeights
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -138,13 +139,9 @@ class GRPOSection(_Section):
     max_completion_length: int = Field(256, gt=0, description="tokens per completion, tool responses included")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
         "dapo", description="TRL loss normalisation (dapo: token-level, no length bias)")
-    max_tool_calls: int = Field(3, ge=0, description="crop calls per completion (TRL max_tool_calling_iterations)")
-    reward_detection: float = Field(1.0, ge=0.0, description="weight of detection_reward")
-    reward_format: float = Field(0.2, ge=0.0, description="weight of format_reward")
-    reward_crop: float = Field(0.2, ge=0.0, description="weight of crop_reward (question-answer prompts)")
-    reward_count: float = Field(1.0, ge=0.0, description="weight of count_reward (counting prompts)")
-    reward_sequence: float = Field(1.0, ge=0.0, description="weight of sequence_reward (clip prompts)")
-    jam_weight: float = Field(2.0, ge=1.0, description="a jam-causing ground-truth object counts this many times")
+    rewards: RewardWeights = Field(
+        default_factory=RewardWeights,
+        description="weights of the reward functions, the jam weight and the crop calls allowed per completion")
     prompts: int | None = Field(None, gt=0, description="use at most this many training prompts (null: all)")
     use_vllm: bool = Field(False, description="generate rollouts with vLLM (needs `pip install vllm`, a GPU)")
     vllm_mode: Literal["colocate", "server"] = Field(

@@ -145,7 +145,7 @@ def check_image_features(output: dict[str, Any], had_images: bool, image_pad_id:
         return
     if grid is None or "pixel_values" not in output:
         raise JamspotterError("GRPO batch lost its images: image tokens and image features disagreed, so TRL "
-                              "dropped them (raise grpo.max_completion_length or lower max_tool_calls)")
+                              "dropped them (raise grpo.max_completion_length or lower grpo.rewards.max_crops)")
     ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
     mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1).bool()
     tokens = int(((ids == image_pad_id) & mask).sum())
@@ -189,7 +189,7 @@ def grpo_args(cfg: SFTRunConfig, out: Path, suppress: list[int]) -> Any:
         output_dir=str(out), learning_rate=g.lr, max_steps=g.max_steps, per_device_train_batch_size=g.batch_size,
         gradient_accumulation_steps=g.grad_accum, num_generations=g.num_generations, beta=g.beta,
         temperature=g.temperature, max_completion_length=g.max_completion_length, loss_type=g.loss_type,
-        max_tool_calling_iterations=g.max_tool_calls, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
+        max_tool_calling_iterations=g.rewards.max_crops, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
         # the vision pads are never an answer: a sampled one breaks the next forward pass
         generation_kwargs={"suppress_tokens": suppress},
         bf16=bf16, seed=t.seed, data_seed=t.seed, lr_scheduler_type=t.scheduler, warmup_steps=t.warmup_ratio,
@@ -248,7 +248,7 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
 
     from jamspotter.models.families import VISION_TOKENS
     from jamspotter.train.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
-    from jamspotter.train.rewards import RewardWeights, reward_functions
+    from jamspotter.train.rewards import reward_functions
     from jamspotter.train.sft import split_samples
 
     start = time.time()
@@ -294,13 +294,10 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
     model.generation_config.eos_token_id = [tok.eos_token_id]
     model.generation_config.pad_token_id = tok.pad_token_id
     g = cfg.grpo
-    weights = RewardWeights(detection=g.reward_detection, format=g.reward_format, crop=g.reward_crop,
-                            count=g.reward_count, sequence=g.reward_sequence, jam_weight=g.jam_weight,
-                            max_crops=g.max_tool_calls)
-    funcs, reward_weights = reward_functions(weights, fmt.taxonomy)
+    funcs, reward_weights = reward_functions(g.rewards, fmt.taxonomy)
     args = grpo_args(cfg, out, [tok.convert_tokens_to_ids(t) for t in VISION_TOKENS])
     args.reward_weights = reward_weights
-    environments = {PLAIN: PlainEnvironment, CROP: lambda: CropEnvironment(fmt, g.max_tool_calls)}
+    environments = {PLAIN: PlainEnvironment, CROP: lambda: CropEnvironment(fmt, g.rewards.max_crops)}
     trainer = _trainer_class()(
         model=model, reward_funcs=[_Columns(f) for f in funcs], args=args,
         train_dataset=datasets.Dataset.from_list(rows), processing_class=processor,

@@ -169,7 +169,8 @@ def recommend_grpo(dataset_size: int, gpu_memory: float, method: str, batch: int
                    "watch the reward curves to stop earlier); completions up to 512 tokens hold a think, two crop "
                    "calls and a box list")
     return {"max_steps": steps, "lr": lr, "batch_size": batch, "grad_accum": accum, "num_generations": generations,
-            "beta": beta, "temperature": 1.0, "max_completion_length": 512, "max_tool_calls": 2, "loss_type": "dapo"}
+            "beta": beta, "temperature": 1.0, "max_completion_length": 512, "loss_type": "dapo",
+            "rewards": {"max_crops": 2}}
 
 
 def recommend_yaml(dataset_size: int, gpu_memory: float, model: str = "Qwen2.5-VL-7B-Instruct") -> str:

@@ -550,7 +550,9 @@ class RewardWeights(BaseModel):
     count: float = Field(1.0, ge=0.0, description="weight of count_reward (per-class count error)")
     sequence: float = Field(1.0, ge=0.0, description="weight of sequence_reward (negative clip trajectory error)")
     jam_weight: float = Field(2.0, gt=0.0, description="weight of a jam-causing ground-truth object in recall/F1")
-    max_crops: int = Field(3, ge=0, description="crop tool calls allowed per completion before crop_reward penalises")
+    max_crops: int = Field(
+        3, ge=0,
+        description="crop calls per completion: the crop tool's limit and TRL's tool iterations; more cost crop reward")
 
 
 class BoundReward:
