@@ -63,3 +63,13 @@ def test_parsers_survive_pathological_text() -> None:
     assert parse_counts("\n" * 30000 + "rope: 2")[0] == {"rope": 2}
     assert time.perf_counter() - start < 1.0  # linear, not quadratic, in blank lines
     assert get_format("qwen3-vl").parse_detections("[]", (math.inf, 3))[0] == []
+
+
+@pytest.mark.parametrize("region", ["[1e400, 0, 5, 5]", "[5, 0, 1, 5]", "[0, 9, 5, 2]"])
+def test_a_region_placeholder_that_is_not_a_box_is_a_data_error(region: str) -> None:
+    from jamspotter.errors import DataError
+    from jamspotter.formats.tasks import resolve_box_refs
+
+    with pytest.raises(DataError, match="is not a box"):
+        resolve_box_refs(get_format("qwen2.5-vl"), f"look at <bbox>{region}</bbox>", (100, 100))
+    assert resolve_box_refs(get_format("qwen3-vl"), "<bbox>[0, 0, 50, 100]</bbox>", (100, 100)) == "[0, 0, 500, 1000]"

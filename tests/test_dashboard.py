@@ -245,6 +245,11 @@ def test_alert_routes_ack_and_auth(tmp_path: Path) -> None:
         assert [a["frame"] for a in client.get("/v1/alerts?unacked=1", headers=AUTH).json()["alerts"]] == [4, 2]
         assert client.get("/v1/alerts?limit=1", headers=AUTH).json()["alerts"][0]["frame"] == 4
         assert client.get("/v1/alerts?limit=0", headers=AUTH).status_code == 422
+        huge = 10**23  # past SQLite's INTEGER: a validation error, not a 500 from the database driver
+        for r in (client.post(f"/v1/alerts/{huge}/ack", headers=AUTH), client.get(f"/v1/alerts/{huge}", headers=AUTH),
+                  client.get(f"/v1/alerts/{huge}/thumbnail.jpg", headers=AUTH),
+                  client.post(f"/v1/alerts/ack?up_to={huge}", headers=AUTH)):
+            assert r.status_code == 422 and "error" in r.json()
 
         middle = alerts["alerts"][1]["id"]
         assert client.post(f"/v1/alerts/ack?up_to={middle}", headers=AUTH).json() == {"acked": 1}

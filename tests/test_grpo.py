@@ -124,3 +124,24 @@ def test_grpo_config_needs_whole_groups(tmp_path: Path) -> None:
     with pytest.raises(JamspotterError, match="multiple of num_generations"):
         load_config("tiny", [f"data.train={tmp_path}", "grpo.batch_size=4", "grpo.num_generations=3"],
                     check_files=False)
+
+
+def test_grpo_resumes_like_sft(sft_qa: Path, tmp_path: Path) -> None:
+    data = sft_qa.parent.parent / "scene-qa"
+
+    def run(steps: int, *flags: str) -> Any:
+        sets = _grpo_set(tmp_path, data, **{"grpo.max_steps": steps, "grpo.save_steps": 1, "grpo.prompts": 1,
+                                            "grpo.batch_size": 2})
+        return runner.invoke(app, ["train", "grpo", "--config", "tiny", "--from", str(sft_qa), *sets, *flags])
+
+    grpo_dir = tmp_path / "run" / "grpo"
+    assert run(1).exit_code == 0
+    done = run(1, "--resume")  # a finished run: nothing more to train, final/ untouched
+    assert done.exit_code == 0 and "nothing to do" in done.output
+    assert sorted(p.name for p in grpo_dir.glob("checkpoint-*")) == ["checkpoint-1"]
+    more = run(2, "--resume")  # more steps for the same run: continues from checkpoint-1
+    assert more.exit_code == 0, more.output
+    assert "resuming from" in more.output and "done: 2 GRPO steps" in more.output
+    other = runner.invoke(app, ["train", "grpo", "--config", "tiny", "--from", str(sft_qa), "--resume",
+                                *_grpo_set(tmp_path, data, **{"grpo.num_generations": 3, "grpo.batch_size": 3})])
+    assert other.exit_code == 2 and "other settings" in other.output  # another GRPO setup is not this run

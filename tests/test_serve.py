@@ -266,6 +266,13 @@ def test_ask_answers_as_the_detector_does(service: httpx.Client, scene: bytes, d
     assert form.status_code == 200
     assert_error(service.post("/v1/ask", json={"image": base64.b64encode(scene).decode(), "question": question,
                                                "max_crops": 3}, headers=AUTH), 400)  # over the service's cap (2)
+    # a region that is not a box is the request's fault: 400 naming it, and the service keeps serving
+    bad = service.post("/v1/ask", json={"image": base64.b64encode(scene).decode(),
+                                        "question": "Is <bbox>[1e400, 0, 5, 5]</bbox> a rope?"}, headers=AUTH)
+    assert_error(bad, 400)
+    assert "is not a box" in bad.json()["error"]
+    assert service.post("/v1/ask", files={"image": ("s.png", scene, "image/png")}, data={"question": question},
+                        headers=AUTH).status_code == 200
 
 
 # ---- queue, timeout and loading, with stand-in detectors ---------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from jamspotter.cli.app import app
+from jamspotter.errors import JamspotterError
 
 
 @app.command("infer")
@@ -41,12 +42,14 @@ def infer_cmd(
     """Detect jam-causing material; boxes in original pixels plus the raw model text per image."""
     import time
 
-    from jamspotter.infer.backends import load_backend
+    from jamspotter.infer.backends import BACKENDS, load_backend
     from jamspotter.infer.detector import UNREADABLE
     from jamspotter.infer.inputs import collect_inputs, write_predictions
     from jamspotter.models.loading import check_model_source
     from jamspotter.outputs import check_output_file
 
+    if backend not in BACKENDS:
+        raise JamspotterError(f"--backend {backend!r}: use {', '.join(BACKENDS)}")
     if backend != "openai":
         check_model_source(model)  # a mistyped local folder fails now, not after reading the inputs
     check_output_file(out, overwrite=overwrite, inputs=inputs)

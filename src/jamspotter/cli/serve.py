@@ -83,6 +83,10 @@ def serve_cmd(
     from jamspotter.models.loading import resolve_dtype
 
     check_task(settings.task)
+    if settings.family != "auto":
+        from jamspotter.formats import canonical_family
+
+        canonical_family(settings.family)  # before the port is taken
     if log_level not in LOG_LEVELS:
         raise JamspotterError(f"--log-level {log_level!r}: use {', '.join(LOG_LEVELS)}")
     resolve_dtype(settings.dtype)

@@ -10,6 +10,7 @@ In `QATurn.think`, each `<crop>` marks where the next of `QATurn.crops` is calle
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from jamspotter.data.boxes import visible_fraction
 from jamspotter.data.records import BoxObject, QATurn, Sample
 from jamspotter.data.taxonomy import ALIASES, JAM_CLASSES, MATERIAL_CLASSES, normalise
+from jamspotter.errors import DataError
 from jamspotter.formats.base import Format
 from jamspotter.formats.parse import NUM, RawBox
 
@@ -40,9 +42,15 @@ def box_ref(box: Sequence[float]) -> str:
 
 
 def resolve_box_refs(fmt: Format, text: str, image_size: tuple[int, int]) -> str:
-    """Rewrite every `<bbox>[...]</bbox>` placeholder into the family's own box text."""
+    """Rewrite every `<bbox>[...]</bbox>` placeholder into the family's own box text.
+
+    A placeholder that is not a box (infinite values, x2 < x1 or y2 < y1) is a DataError naming it.
+    """
     def sub(m: re.Match[str]) -> str:
-        return fmt.write_box(fmt.to_model([float(g) for g in m.groups()], image_size))
+        box = [float(g) for g in m.groups()]
+        if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
+            raise DataError(f"region {m.group(0)} is not a box [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
+        return fmt.write_box(fmt.to_model(box, image_size))
 
     return _BOX_REF_RE.sub(sub, text)
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jamspotter.errors import JamspotterError
+from jamspotter.errors import DataError, JamspotterError
 from jamspotter.serve.auth import make_require_token
 from jamspotter.serve.batching import Batcher, NotReady, QueueFull
 from jamspotter.serve.limits import BodyLimitMiddleware, decode_base64, decode_image, error_response
@@ -279,6 +279,8 @@ async def _answer(app: FastAPI, work: Awaitable[Any]) -> Any:
         return await asyncio.wait_for(work, timeout)
     except asyncio.TimeoutError:
         raise HTTPException(504, f"no answer within {timeout:g} s") from None
+    except DataError as e:  # the request itself is wrong (e.g. a question naming an impossible region)
+        raise HTTPException(400, e.format_message()) from None
 
 
 def _media_type(request: Request) -> str:
@@ -389,7 +391,7 @@ def _add_v1_routes(v1: APIRouter, app: FastAPI) -> None:
         image, fields = await _image_request(request, AskBody)
         question = fields.get("question")
         if not isinstance(question, str) or not question.strip():
-            raise HTTPException(400, "'question' is missing")
+            raise HTTPException(400, "'question' is missing or empty")
         max_crops = _crops(fields.get("max_crops"), settings.max_crops)
         if not callable(getattr(_detector(app), "ask", None)):
             raise HTTPException(501, "this detector has no ask()")

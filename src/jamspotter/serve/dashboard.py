@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
@@ -58,6 +59,7 @@ from jamspotter.serve.alerts import MAX_LIMIT, AlertStore
 
 log = logging.getLogger("jamspotter.serve")
 STATIC = Path(__file__).parent / "static"
+SQLITE_MAX = 2**63 - 1  # the largest SQLite INTEGER: an alert id past it is a 422, not a crash
 DEFAULT_DB = Path("jamspotter-alerts.db")  # with --stream and no --db: beside where the service was started
 SSE_LIFETIME_S = 15.0  # an event stream ends after this; EventSource reconnects (after SSE_RETRY_MS)
 SSE_RETRY_MS = 500
@@ -384,7 +386,7 @@ def _store(dash: Dashboard) -> AlertStore:
 def _add_alert_routes(api: APIRouter, dash: Dashboard) -> None:
     @api.get("/alerts")
     async def alerts(unacked: bool = False, limit: int = Query(50, ge=1, le=MAX_LIMIT),
-                     before: int | None = Query(None, ge=1)) -> dict:
+                     before: int | None = Query(None, ge=1, le=SQLITE_MAX)) -> dict:
         """Alerts newest first (only open ones with `unacked=1`; `before=ID` pages back), and how many are open."""
         if dash.store is None:
             return {"alerts": [], "unacked": 0}
@@ -393,7 +395,7 @@ def _add_alert_routes(api: APIRouter, dash: Dashboard) -> None:
         return {"alerts": [_alert_json(a) for a in found], "unacked": open_}
 
     @api.get("/alerts/{alert_id}")
-    async def alert(alert_id: int) -> dict:
+    async def alert(alert_id: int = FastPath(ge=1, le=SQLITE_MAX)) -> dict:
         """One alert (404 when there is none)."""
         found = await asyncio.to_thread(_store(dash).get, alert_id)
         if found is None:
@@ -401,7 +403,7 @@ def _add_alert_routes(api: APIRouter, dash: Dashboard) -> None:
         return _alert_json(found)
 
     @api.get("/alerts/{alert_id}/thumbnail.jpg", responses={200: {"content": {"image/jpeg": {}}}})
-    async def thumbnail(alert_id: int) -> Response:
+    async def thumbnail(alert_id: int = FastPath(ge=1, le=SQLITE_MAX)) -> Response:
         """The alert's frame with its boxes, small (JPEG)."""
         data = await asyncio.to_thread(_store(dash).thumbnail, alert_id)
         if data is None:
@@ -409,14 +411,14 @@ def _add_alert_routes(api: APIRouter, dash: Dashboard) -> None:
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @api.post("/alerts/ack")
-    async def ack_all(up_to: int | None = Query(None, ge=1)) -> dict:
+    async def ack_all(up_to: int | None = Query(None, ge=1, le=SQLITE_MAX)) -> dict:
         """Acknowledge every open alert (only those with id <= `up_to` when given); says how many."""
         n = await asyncio.to_thread(_store(dash).ack_all, up_to)
         dash.alerts_changed()
         return {"acked": n}
 
     @api.post("/alerts/{alert_id}/ack")
-    async def ack(alert_id: int) -> dict:
+    async def ack(alert_id: int = FastPath(ge=1, le=SQLITE_MAX)) -> dict:
         """Acknowledge one alert; answers the alert (404 when there is none)."""
         found = await asyncio.to_thread(_store(dash).ack, alert_id)
         if found is None:

@@ -235,8 +235,10 @@ def load_policy(cfg: SFTRunConfig, sft_dir: Path, contract: RunContract) -> tupl
 
 
 def grpo_identity(cfg: SFTRunConfig, sft_dir: Path) -> dict[str, Any]:
-    """What a GRPO checkpoint must agree on to be resumed: the starting model and the GRPO settings."""
-    return json.loads(json.dumps({"from": str(Path(sft_dir).resolve()), "grpo": cfg.grpo.model_dump(),
+    """What a GRPO checkpoint must agree on to be resumed: the starting model and the GRPO settings (a resumed
+    run may go on for more steps, and save or log at other intervals)."""
+    settings = cfg.grpo.model_dump(exclude={"max_steps", "save_steps", "logging_steps", "output_dir"})
+    return json.loads(json.dumps({"from": str(Path(sft_dir).resolve()), "grpo": settings,
                                   "method": cfg.finetune.method}))
 
 
@@ -249,7 +251,7 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
     from jamspotter.models.families import VISION_TOKENS
     from jamspotter.train.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
     from jamspotter.train.rewards import reward_functions
-    from jamspotter.train.sft import split_samples
+    from jamspotter.train.sft import finished_run, split_samples
 
     start = time.time()
     sft_dir = Path(sft_dir)
@@ -278,6 +280,10 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
     checkpoint = latest_complete_checkpoint(out) if resume else None
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {out}: starting fresh")
+    done = finished_run(out, checkpoint, cfg.grpo.max_steps)
+    if done is not None:  # the Trainer would take one more step past max_steps
+        log(f"{checkpoint.name} already reached grpo.max_steps={cfg.grpo.max_steps} and final/ is saved: nothing to do")
+        return GRPOResult(out, out / "final", done["global_step"], done, time.time() - start)
 
     model, processor = load_policy(cfg, checkpoint or sft_dir, contract)
     fmt = contract.format(processor)
