@@ -145,3 +145,31 @@ def test_grpo_resumes_like_sft(sft_qa: Path, tmp_path: Path) -> None:
     other = runner.invoke(app, ["train", "grpo", "--config", "tiny", "--from", str(sft_qa), "--resume",
                                 *_grpo_set(tmp_path, data, **{"grpo.num_generations": 3, "grpo.batch_size": 3})])
     assert other.exit_code == 2 and "other settings" in other.output  # another GRPO setup is not this run
+
+
+def test_grpo_on_a_lora_run_keeps_its_adapter_and_merges_like_sft(tmp_path: Path) -> None:
+    from jamspotter.synth import generate_dataset
+
+    data = tmp_path / "belt"
+    generate_dataset(data, 4, (112, 112), seed=3)
+    run = tmp_path / "lora"
+    common = ["--set", f"data.train={data}", "--set", f"train.output_dir={run}", "--set", "finetune.method=lora",
+              "--set", "data.clips=false"]
+    res = runner.invoke(app, ["train", "both", "--config", "tiny", *common, "--set", "train.max_steps=1",
+                              "--set", "grpo.max_steps=1", "--set", "grpo.max_completion_length=16",
+                              "--set", "grpo.batch_size=4", "--set", "grpo.num_generations=2"])
+    assert res.exit_code == 0, res.output
+    final = run / "grpo" / "final"
+    adapter = json.loads((final / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"].endswith("base-tiny-qwen2.5-vl")  # SFT's adapter kept training
+    merged = tmp_path / "merged"
+    res = runner.invoke(app, ["train", "merge", str(final), "--out", str(merged)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((merged / "jamspotter.json").read_text()) == json.loads((final / "jamspotter.json").read_text())
+    for folder in (final, merged):
+        res = runner.invoke(app, ["infer", str(folder), str(data), "--max-new-tokens", "8",
+                                  "--out", str(tmp_path / f"{folder.name}.jsonl")])
+        assert res.exit_code == 0, res.output
+    texts = [[json.loads(line)["text"] for line in (tmp_path / f"{f.name}.jsonl").read_text().splitlines()]
+             for f in (final, merged)]
+    assert texts[0] == texts[1]  # the merged model answers as the adapter does
