@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from jamspotter.cli.app import train_app
+
+if TYPE_CHECKING:
+    from jamspotter.train.grpo import GRPOResult
 
 SET_HELP = "override a config field, e.g. --set train.lr=1e-4 (repeatable)"
 
@@ -83,12 +87,12 @@ def both(
     _grpo_summary(result)
 
 
-def _grpo_summary(result: object) -> None:
-    last = result.metrics.get("last_log", {})  # type: ignore[attr-defined]
+def _grpo_summary(result: GRPOResult) -> None:
+    last = result.metrics.get("last_log", {})
     rewards = {k.split("/")[1]: round(v, 4) for k, v in last.items()
                if k.startswith("rewards/") and k.endswith("/mean") and v is not None}
-    typer.echo(f"done: {result.global_step} GRPO steps in {result.seconds:.0f} s; last mean rewards {rewards}")  # type: ignore[attr-defined]
-    typer.echo(f"weights: {result.final_dir}  metrics: {result.output_dir / 'metrics.json'}")  # type: ignore[attr-defined]
+    typer.echo(f"done: {result.global_step} GRPO steps in {result.seconds:.0f} s; last mean rewards {rewards}")
+    typer.echo(f"weights: {result.final_dir}  metrics: {result.output_dir / 'metrics.json'}")
 
 
 @train_app.command("config")
