@@ -71,6 +71,18 @@ def test_grpo_calls_the_crop_tool_and_the_crop_reaches_the_model(sft_qa: Path, t
     # up to 112 x 56 (factor 28): a (1, 4, 8) patch grid next to the scene's (1, 8, 8).
     grids = [tuple(r) for out in outputs for r in out["image_grid_thw"].tolist()]
     assert (1, 8, 8) in grids and (1, 4, 8) in grids
+    # ... and those features are the rope's pixels: the processor's patches of the scene cut by hand with PIL
+    from PIL import Image
+
+    from jamspotter.models.loading import load_processor
+
+    scene = Image.open(data / "images" / "scene.png").convert("RGB")
+    expected = load_processor(sft_qa, min_pixels=3136, max_pixels=12544).image_processor(
+        images=[scene.crop((14, 20, 70, 44))], return_tensors="pt")["pixel_values"]
+    out = next(o for o in outputs if [1, 4, 8] in o["image_grid_thw"].tolist())
+    grid = out["image_grid_thw"].tolist()
+    start = sum(t * h * w for t, h, w in grid[:grid.index([1, 4, 8])])
+    assert out["pixel_values"][start:start + 32].float().allclose(expected.float(), atol=1e-5)
     metrics = json.loads((tmp_path / "run" / "grpo" / "metrics.json").read_text())
     last = metrics["last_log"]
     for name in ("detection_reward", "format_reward", "crop_reward", "count_reward"):
