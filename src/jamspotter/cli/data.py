@@ -37,6 +37,15 @@ class ExportKind(str, Enum):
     qwen3_vl = "qwen3-vl"
 
 
+class TrainerKind(str, Enum):
+    plain = "plain"
+    swift = "swift"
+    llamafactory = "llamafactory"
+    qwen_vl_finetune = "qwen-vl-finetune"
+    u2 = "2u1"
+    trl = "trl"
+
+
 class SplitBy(str, Enum):
     label = "label"
     jam = "jam"
@@ -139,11 +148,16 @@ def export_cmd(
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="Chat: image token budget the trainer uses."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT file, or an earlier "
                                    "jamspotter output folder (yolo)."),
+    for_: TrainerKind = typer.Option(
+        TrainerKind.plain, "--for", help="Chat: the trainer that will read the file (its layout, paths and resize "
+        "pipeline; --min-pixels/--max-pixels then set its budget). See docs/trainers/."),
 ) -> None:
     """Export a dataset to COCO, YOLO or a chat training file (LLaVA conversations / messages).
 
     Qwen2.5-VL boxes are pixels of the RESIZED input, so a chat export must use the min/max pixels of the
     processor that will train on it (--processor, or --min-pixels/--max-pixels); the values used are printed.
+    --for TRAINER writes that trainer's layout and reproduces its resize (two steps where it has two), with its
+    default budget; the budget and the trainer flag that must match are printed.
     """
     from jamspotter.data.classes import CLASSES_FILE, read_classes
     from jamspotter.data.exporters import export_chat, export_coco, export_yolo
@@ -158,6 +172,8 @@ def export_cmd(
     else:
         check_output_file(out, overwrite=overwrite, inputs=inputs)
     samples = _load(dataset, split)
+    if for_ is not TrainerKind.plain and to in (ExportKind.coco, ExportKind.yolo):
+        raise JamspotterError("--for applies to chat exports only")
     if to is ExportKind.yolo:
         if family is not None:
             raise JamspotterError("--family applies to chat exports only")
@@ -179,11 +195,25 @@ def export_cmd(
         from jamspotter.formats import get_format
 
         layout = "conversations" if to is ExportKind.conversations else "messages"
-        fmt = get_format(family, processor=processor, min_pixels=min_pixels, max_pixels=max_pixels)
-        with interrupts_as_exceptions():
-            report = export_chat(samples, fmt, out, layout=layout, root=root, relative_paths=relative_paths)
-        console.print(f"{family}: boxes written for min_pixels={fmt.params.min_pixels}, "
-                      f"max_pixels={fmt.params.max_pixels} (train with the same)")
+        if for_ is TrainerKind.plain:
+            fmt = get_format(family, processor=processor, min_pixels=min_pixels, max_pixels=max_pixels)
+            with interrupts_as_exceptions():
+                report = export_chat(samples, fmt, out, layout=layout, root=root, relative_paths=relative_paths)
+            console.print(f"{family}: boxes written for min_pixels={fmt.params.min_pixels}, "
+                          f"max_pixels={fmt.params.max_pixels} (train with the same)")
+        else:
+            from jamspotter.data.trainers import get_trainer
+
+            trainer = get_trainer(for_.value)
+            fmt, budget = trainer.format(family, processor=processor, min_pixels=min_pixels, max_pixels=max_pixels)
+            with interrupts_as_exceptions():
+                report = export_chat(samples, fmt, out, root=root, relative_paths=relative_paths,
+                                     trainer=trainer.name)
+            console.print(f"{family} for {trainer.name}: boxes written for {budget}", markup=False)
+            console.print(f"image paths: {trainer.paths}", markup=False)
+            if trainer.name == "llamafactory":
+                console.print(f"dataset_info.json entry {out.stem!r} -> {out.parent / 'dataset_info.json'}",
+                              markup=False)
     console.print(f"wrote {report.written} records -> {report.path}")
     _report_skipped(report.reasons, report.skipped, "samples")
 

@@ -214,19 +214,36 @@ def check_box_family(samples: Sequence[Sample], family: str) -> None:
 
 
 def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, layout: str = "messages",
-                root: str | Path | None = None, relative_paths: bool = False) -> ExportReport:
+                root: str | Path | None = None, relative_paths: bool = False,
+                trainer: str | None = None) -> ExportReport:
     """Write chat records: JSONL when `out` ends in `.jsonl`, else one JSON list (a record a line).
 
     Media paths are absolute by default, which LLaMA-Factory, ms-swift and qwen-vl-finetune all open
     as they are; `relative_paths` writes them relative to the output file's folder (set that folder as
     the tool's media/data root then). Samples holding another family's box text are refused
-    (`check_box_family`) before anything is written.
+    (`check_box_family`) before anything is written. `trainer` (see `jamspotter.data.trainers`) picks that
+    toolkit's record layout instead of `layout` (give it a format from `Trainer.format`, so boxes follow
+    its resize); for `llamafactory` a `dataset_info.json` entry named after `out`'s stem is added to (or
+    creates) the `dataset_info.json` beside `out`.
     """
+    from jamspotter.data.trainers import dataset_info_entry, get_trainer
+
+    spec = get_trainer(trainer) if trainer is not None else None
     check_box_family(samples, getattr(fmt, "family", ""))
     out = Path(out)
+    if spec is not None and spec.json_list and out.suffix == ".jsonl":
+        raise OutputError(f"{out}: {spec.name} reads one JSON list (json.load), not JSONL; name the file .json")
+    info_path, info = out.parent / "dataset_info.json", None
+    if spec is not None and spec.name == "llamafactory":
+        info = {}
+        if info_path.is_file():
+            from jamspotter.data.io import read_mapping
+
+            info = dict(read_mapping(info_path, "LLaMA-Factory dataset_info.json"))
     records, reasons = [], []
     for s in samples:
-        rec = chat_record(s, fmt, layout, root, out.parent if relative_paths else None)
+        out_dir = out.parent if relative_paths else None
+        rec = spec.record(s, fmt, root, out_dir) if spec is not None else chat_record(s, fmt, layout, root, out_dir)
         if isinstance(rec, str):
             reasons.append(f"{s.id}: {rec}")
         else:
@@ -237,4 +254,8 @@ def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, l
             fh.writelines(f"{ln}\n" for ln in lines)
         else:
             fh.write("[\n" + ",\n".join(lines) + "\n]\n")
+    if info is not None:
+        kind = "videos" if any("videos" in r for r in records) else "images"
+        info[out.stem] = dataset_info_entry(out.name, kind)
+        write_json(info_path, info, indent=2)
     return ExportReport(out, len(records), len(reasons), tuple(reasons[:5]))

@@ -1,0 +1,225 @@
+"""The fine-tuning toolkits a chat export can target: file layout, image paths and resize pipeline of each.
+
+A Qwen2.5-VL target is written in pixels of the image the model really sees, so an export for a trainer
+must reproduce that trainer's resize, which for some is two steps: the trainer shrinks the image first,
+then the Qwen processor smart-resizes what is left. Each `Trainer` knows its default pixel budget, which
+step `--min-pixels/--max-pixels` set, and the trainer flag that must carry the same numbers.
+
+    trainer = get_trainer("llamafactory")
+    fmt, budget = trainer.format("qwen2.5-vl")          # fmt.input_size(1280, 720) == (1036, 588)
+    record = trainer.record(sample, fmt, root, out_dir)  # a dict in that trainer's layout, or a reason
+
+Sources of each rule (see also docs/trainers/):
+- LLaMA-Factory src/llamafactory/data/mm_plugin.py `_preprocess_image`: above `image_max_pixels`
+  (default 768*768) scale by sqrt(max / (w*h)) and truncate both sides with int(); likewise up to
+  `image_min_pixels` (default 32*32); then the processor's smart_resize.
+- ms-swift swift/template/vision_utils.py `rescale_image` (template `--max_pixels`, off by default):
+  height = sqrt(max / ratio), width = height * ratio, both truncated with int(); then qwen_vl_utils
+  `fetch_image` smart-resizes with the MIN_PIXELS / MAX_PIXELS environment variables (3136 / 12845056).
+- qwen-vl-finetune scripts/sft_*.sh: `--max_pixels 50176 --min_pixels 784`, one smart_resize.
+- 2U1/Qwen2-VL-Finetune scripts/finetune.sh: `--image_min_pixels 401408 --image_max_pixels 1003520`.
+- TRL SFTTrainer: the processor as loaded (the model's preprocessor_config.json budget).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jamspotter.data.records import Sample
+from jamspotter.errors import JamspotterError
+from jamspotter.formats import get_format
+from jamspotter.formats.base import Format
+from jamspotter.formats.resize import ResizeParams
+
+TRAINERS: tuple[str, ...] = ("plain", "swift", "llamafactory", "qwen-vl-finetune", "2u1", "trl")
+_ALIASES = {"ms-swift": "swift", "llama-factory": "llamafactory", "llama_factory": "llamafactory",
+            "qwen-vl": "qwen-vl-finetune", "qwenvl": "qwen-vl-finetune", "qwen2-vl-finetune": "2u1"}
+
+PreStep = Callable[[int, int, int | None, int | None], tuple[int, int]]
+
+
+def llamafactory_shrink(width: int, height: int, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
+    """(width, height) after LLaMA-Factory's `_preprocess_image`: scaled into [min, max] pixels, sides int()-ed."""
+    if max_pixels is not None and width * height > max_pixels:
+        f = math.sqrt(max_pixels / (width * height))
+        width, height = int(width * f), int(height * f)
+    if min_pixels is not None and width * height < min_pixels:
+        f = math.sqrt(min_pixels / (width * height))
+        width, height = int(width * f), int(height * f)
+    return width, height
+
+
+def swift_rescale(width: int, height: int, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
+    """(width, height) after ms-swift's `rescale_image` (template `--max_pixels`); never enlarges."""
+    if max_pixels is None or max_pixels <= 0 or width * height <= max_pixels:
+        return width, height
+    ratio = width / height
+    h = math.sqrt(max_pixels / ratio)
+    return int(h * ratio), int(h)
+
+
+@dataclass(frozen=True)
+class TrainerParams(ResizeParams):
+    """A processor budget (factor, min, max) preceded by a trainer's own first resize step, if it has one."""
+
+    pre: PreStep | None = None
+    pre_min_pixels: int | None = None
+    pre_max_pixels: int | None = None
+
+    def resize(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the model input: the trainer's step, then smart_resize."""
+        if self.pre is not None:
+            width, height = self.pre(int(width), int(height), self.pre_min_pixels, self.pre_max_pixels)
+            if width <= 0 or height <= 0:
+                raise JamspotterError(f"the trainer's resize leaves a {width}x{height} image; raise the pixel budget")
+        return super().resize(width, height)
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """One toolkit: its layout, its pixel budget (which step the CLI's --min/--max-pixels set) and its flags."""
+
+    name: str
+    layout: str  # the chat_record layout the trainer's records start from
+    json_list: bool  # the trainer reads only one JSON list (2U1 json.load), not JSONL
+    min_pixels: int | None  # the trainer's default budget for the step the CLI options set (None: the model's)
+    max_pixels: int | None
+    pre: PreStep | None = None  # the trainer's first step; --min/--max-pixels then set it, not the processor
+    paths: str = ""  # how the trainer resolves a relative image path
+    flags: Callable[[int | None, int | None], str] = field(default=lambda lo, hi: "")
+    min_to_processor: bool = False  # --min-pixels sets the processor's minimum even with a first step (swift)
+
+    def format(self, family: str, *, min_pixels: int | None = None, max_pixels: int | None = None,
+               processor: Any = None) -> tuple[Format, str]:
+        """The family's `Format` resizing as this trainer does, and a line naming the budget and trainer flags.
+
+        `min_pixels`/`max_pixels` override this trainer's default for the step it lets users set.
+        """
+        lo = min_pixels if min_pixels is not None else self.min_pixels
+        hi = max_pixels if max_pixels is not None else self.max_pixels
+        for name, v in (("--min-pixels", lo), ("--max-pixels", hi)):
+            if v is not None and v <= 0:
+                raise JamspotterError(f"{name} must be positive, got {v}")
+        if self.pre is None:
+            fmt = get_format(family, processor=processor, min_pixels=lo, max_pixels=hi)
+            budget = f"min_pixels={fmt.params.min_pixels}, max_pixels={fmt.params.max_pixels}"
+            flag = self.flags(fmt.params.min_pixels, fmt.params.max_pixels)
+        else:
+            if lo is not None and hi is not None and lo > hi:
+                raise JamspotterError(f"min_pixels {lo} is larger than max_pixels {hi}")
+            fmt = get_format(family, processor=processor,
+                             min_pixels=lo if self.min_to_processor else None)
+            p = fmt.params
+            fmt.params = TrainerParams(p.factor, p.min_pixels, p.max_pixels, pre=self.pre,
+                                       pre_min_pixels=None if self.min_to_processor else lo, pre_max_pixels=hi)
+            q = fmt.params
+            steps = (("min_pixels", q.pre_min_pixels), ("max_pixels", q.pre_max_pixels))
+            first = ", ".join(f"{k}={v}" for k, v in steps if v is not None) or "off"
+            budget = (f"{self.name} resize {first}, then processor min_pixels={q.min_pixels}, "
+                      f"max_pixels={q.max_pixels}")
+            flag = self.flags(lo, hi)
+        return fmt, f"{budget}" + (f"; train with {flag}" if flag else "")
+
+    def record(self, sample: Sample, fmt: Format, root: str | Path | None, out_dir: Path | None) -> dict | str:
+        """One record in this trainer's layout, or the reason the sample cannot become one."""
+        from jamspotter.data.exporters import chat_record
+
+        rec = chat_record(sample, fmt, self.layout, root, out_dir)
+        if isinstance(rec, str) or self.name in ("plain", "llamafactory", "qwen-vl-finetune", "2u1"):
+            return rec
+        if self.name == "trl":
+            return trl_record(rec)
+        return swift_record(sample, fmt, rec)
+
+
+def trl_record(rec: dict) -> dict:
+    """A `messages` record with every `<image>` placeholder turned into an `{"type": "image"}` content part.
+
+    TRL's vision collator and `apply_chat_template` read content lists; text parts keep the rest of the turn.
+    """
+    messages = []
+    for m in rec["messages"]:
+        parts: list[dict] = []
+        for piece in re.split(r"(<image>)", str(m["content"])):
+            if piece == "<image>":
+                parts.append({"type": "image"})
+            elif piece.strip():
+                parts.append({"type": "text", "text": piece.strip("\n")})
+        messages.append({"role": m["role"], "content": parts or [{"type": "text", "text": ""}]})
+    return {"messages": messages, **{k: v for k, v in rec.items() if k != "messages"}}
+
+
+def _is_detection(sample: Sample) -> bool:
+    """True when `Format.render_turns` renders the sample as one detection turn."""
+    return not sample.qa and sample.target is None and not (sample.label is not None and not sample.objects)
+
+
+def swift_record(sample: Sample, fmt: Format, rec: dict) -> dict:
+    """ms-swift's native grounding form for a detection sample: `<ref-object>`/`<bbox>` placeholders and
+    `objects: {"ref", "bbox", "bbox_type": "real"}` in ORIGINAL pixels (swift normalises them for the model
+    itself, swift/template/base.py `normalize_bbox`). Other samples, and answers with reasons, stay text.
+    """
+    if not _is_detection(sample) or fmt.with_reason or sample.image is None:
+        return rec
+    objects = sorted(fmt.expected_objects(sample.objects), key=lambda o: (o.bbox[1], o.bbox[0]))
+    if not objects:
+        return rec
+    if fmt.relative and fmt.family == "qwen2-vl":  # swift's Qwen2-VL template writes the special tokens itself
+        answer = "\n".join("<ref-object><bbox>" for _ in objects)
+    else:  # Qwen2.5-VL / Qwen3-VL: the template writes each <bbox> as a list, <ref-object> as the bare label
+        answer = ("```json\n[\n" + ",\n".join('\t{"bbox_2d": <bbox>, "label": "<ref-object>"}' for _ in objects)
+                  + "\n]\n```")
+    messages = [dict(m) for m in rec["messages"]]
+    assistant = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    messages[assistant[-1]]["content"] = answer
+    return {**rec, "messages": messages,
+            "objects": {"ref": [o.label for o in objects], "bbox": [[float(v) for v in o.bbox] for o in objects],
+                        "bbox_type": "real"}}
+
+
+_TRAINER_LIST: tuple[Trainer, ...] = (
+    Trainer("plain", "messages", False, None, None,
+            paths="absolute, or relative to the output file's folder with --relative-paths",
+            flags=lambda lo, hi: f"the processor's min_pixels={lo}, max_pixels={hi}"),
+    Trainer("swift", "messages", False, None, None, pre=swift_rescale,
+            paths="absolute, or relative to the folder `swift sft` runs in (it opens paths as given)",
+            flags=lambda lo, hi: " ".join(
+                ([f"--max_pixels {hi}"] if hi is not None else [])
+                + ([f"MIN_PIXELS={lo} (environment)"] if lo is not None else []))
+            or "no --max_pixels and no MAX_PIXELS/MIN_PIXELS environment variables (their defaults)",
+            min_to_processor=True),
+    Trainer("llamafactory", "messages", False, 32 * 32, 768 * 768, pre=llamafactory_shrink,
+            paths="absolute, or relative to `media_dir` (default: `dataset_dir`, the folder of dataset_info.json)",
+            flags=lambda lo, hi: f"image_min_pixels: {lo} and image_max_pixels: {hi} (training YAML)"),
+    Trainer("qwen-vl-finetune", "conversations", False, 784, 50176,
+            paths="absolute, or relative to the dataset's `data_path` in qwenvl/data/__init__.py",
+            flags=lambda lo, hi: f"--min_pixels {lo} --max_pixels {hi}"),
+    Trainer("2u1", "conversations", True, 401408, 1003520,
+            paths="absolute, or relative to `--image_folder`",
+            flags=lambda lo, hi: f"--image_min_pixels {lo} --image_max_pixels {hi}"),
+    Trainer("trl", "messages", False, None, None,
+            paths="absolute (the processor opens them as given; relative ones resolve against the working folder)",
+            flags=lambda lo, hi: f"AutoProcessor.from_pretrained(MODEL, min_pixels={lo}, max_pixels={hi})"),
+)
+TRAINER_SPECS: dict[str, Trainer] = {t.name: t for t in _TRAINER_LIST}
+
+
+def get_trainer(name: str) -> Trainer:
+    """The `Trainer` called `name` (case-insensitive; ms-swift, llama-factory accepted); unknown names raise."""
+    key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
+    if key not in TRAINER_SPECS:
+        raise JamspotterError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
+    return TRAINER_SPECS[key]
+
+
+def dataset_info_entry(file_name: str, kind: str = "images") -> dict:
+    """LLaMA-Factory's dataset_info.json entry for a sharegpt `messages` + `images` (or `videos`) file."""
+    return {"file_name": file_name, "formatting": "sharegpt",
+            "columns": {"messages": "messages", kind: kind},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                     "assistant_tag": "assistant", "system_tag": "system"}}
