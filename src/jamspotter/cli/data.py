@@ -95,13 +95,15 @@ def import_cmd(
 
         family = canonical_family(family)
     check_output_dir(out, overwrite=overwrite, inputs=[src, images, taxonomy])  # before the (slow) import
+    jam_map = Taxonomy.load(taxonomy)
     result = import_dataset(from_.value, src, images=images, allow_missing_images=allow_missing_images,
-                            skip_invalid=skip_invalid, taxonomy=Taxonomy.load(taxonomy))
+                            skip_invalid=skip_invalid, taxonomy=jam_map)
     if family:
         from jamspotter.data.importers.chat import apply_box_family
 
         result.samples, skipped = apply_box_family(result.samples, family, min_pixels=min_pixels,
-                                                   max_pixels=max_pixels, skip_invalid=skip_invalid)
+                                                   max_pixels=max_pixels, skip_invalid=skip_invalid,
+                                                   taxonomy=jam_map)
         result.skipped += skipped
     if not result.samples:
         raise DataError(f"{src}: nothing to import" + (f" (skipped {len(result.skipped)})" if result.skipped else ""))
@@ -119,6 +121,11 @@ def import_cmd(
     if unknown:
         console.print(f"{unknown} samples hold box text of a model family not given: chat exports refuse them; "
                       "import again with --family FAMILY (the family that wrote the file) to convert it")
+    points = [s for s in result.samples if s.meta.get("points_as_text")]
+    if points:
+        console.print(f"{sum(s.meta['points_as_text'] for s in points)} points (objects.bbox with 2 numbers) in "
+                      f"{len(points)} samples are not boxes: their numbers stay in the text as written, e.g. "
+                      f"sample {points[0].id}", markup=False)
     _report_skipped(result.skipped)
 
 

@@ -170,31 +170,40 @@ def chat_record(sample: Sample, fmt: TurnRenderer, layout: str, root: str | Path
                 out_dir: Path | None) -> dict | str:
     """One chat training record, or the reason the sample cannot become one.
 
-    Media paths are absolute, or relative to `out_dir` (when given and the file lies below it).
+    Media paths are absolute, or relative to `out_dir` (when given and the file lies below it). An image
+    sample's further images (`meta["images"]`) follow the first in the record's image list, one
+    `<image>` placeholder each, in the turn `meta["image_turns"]` names (else the first turn); a
+    `meta["system"]` prompt is the first turn (`system` role).
     """
     if layout not in CHAT_LAYOUTS:
         raise ValueError(f"layout must be one of {CHAT_LAYOUTS}")
     if sample.video is not None:
-        kind, media = "video", media_path(sample.resolve(sample.video, root), out_dir)
+        kind, media = "video", [media_path(sample.resolve(sample.video, root), out_dir)]
     elif sample.image is not None:
-        kind, media = "image", media_path(sample.image_path(root), out_dir)
+        extra = [media_path(sample.resolve(str(p), root), out_dir) for p in sample.meta.get("images", [])]
+        kind, media = "image", [media_path(sample.image_path(root), out_dir), *extra]
     else:
         return "no image or video (frame-list clips are not supported by chat files)"
     turns = fmt.render_turns(sample)
     if not turns:
         return "the format rendered no turns"
     placeholder = f"<{kind}>\n" if layout == "conversations" else f"<{kind}>"
+    at = sample.meta.get("image_turns") if kind == "image" else None
+    if not isinstance(at, list) or len(at) != len(media) or not all(isinstance(t, int) and 0 <= t < len(turns)
+                                                                      for t in at):
+        at = [0] * len(media)
+    system = sample.meta.get("system")
     if layout == "conversations":
-        conv = []
+        conv = [{"from": "system", "value": str(system)}] if system else []
         for k, (user, assistant) in enumerate(turns):
-            conv += [{"from": "human", "value": (placeholder if k == 0 else "") + user},
+            conv += [{"from": "human", "value": placeholder * at.count(k) + user},
                      {"from": "gpt", "value": assistant}]
-        return {"id": sample.id, kind: media, "conversations": conv}
-    messages = []
+        return {"id": sample.id, kind: media[0] if len(media) == 1 else media, "conversations": conv}
+    messages = [{"role": "system", "content": str(system)}] if system else []
     for k, (user, assistant) in enumerate(turns):
-        messages += [{"role": "user", "content": (placeholder if k == 0 else "") + user},
+        messages += [{"role": "user", "content": placeholder * at.count(k) + user},
                      {"role": "assistant", "content": assistant}]
-    return {"messages": messages, f"{kind}s": [media]}
+    return {"messages": messages, f"{kind}s": media}
 
 
 def check_box_family(samples: Sequence[Sample], family: str) -> None:
