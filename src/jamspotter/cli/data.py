@@ -217,7 +217,8 @@ def export_cmd(
                 report = export_chat(samples, fmt, out, root=root, relative_paths=relative_paths,
                                      trainer=trainer.name)
             console.print(f"{family} for {trainer.name}: boxes written for {budget}", markup=False)
-            console.print(f"image paths: {trainer.paths}", markup=False)
+            console.print("image paths: " + (f"relative to {out.parent}; {trainer.name} resolves them against "
+                                             f"{trainer.paths}" if relative_paths else "absolute"), markup=False)
             if trainer.name == "llamafactory":
                 console.print(f"dataset_info.json entry {out.stem!r} -> {out.parent / 'dataset_info.json'}",
                               markup=False)

@@ -90,7 +90,7 @@ class Trainer:
     min_pixels: int | None  # the trainer's default budget for the step the CLI options set (None: the model's)
     max_pixels: int | None
     pre: PreStep | None = None  # the trainer's first step; --min/--max-pixels then set it, not the processor
-    paths: str = ""  # how the trainer resolves a relative image path
+    paths: str = ""  # what the trainer resolves a relative image path against
     flags: Callable[[int | None, int | None], str] = field(default=lambda lo, hi: "")
     min_to_processor: bool = False  # --min-pixels sets the processor's minimum even with a first step (swift)
 
@@ -184,26 +184,26 @@ def swift_record(sample: Sample, fmt: Format, rec: dict) -> dict:
 
 _TRAINER_LIST: tuple[Trainer, ...] = (
     Trainer("plain", "messages", False, None, None,
-            paths="absolute, or relative to the output file's folder with --relative-paths",
+            paths="the tool's own media root (set it to the output file's folder)",
             flags=lambda lo, hi: f"the processor's min_pixels={lo}, max_pixels={hi}"),
     Trainer("swift", "messages", False, None, None, pre=swift_rescale,
-            paths="absolute, or relative to the folder `swift sft` runs in (it opens paths as given)",
+            paths="the folder `swift sft` runs in (it opens paths as given)",
             flags=lambda lo, hi: " ".join(
                 ([f"--max_pixels {hi}"] if hi is not None else [])
                 + ([f"MIN_PIXELS={lo} (environment)"] if lo is not None else []))
             or "no --max_pixels and no MAX_PIXELS/MIN_PIXELS environment variables (their defaults)",
             min_to_processor=True),
     Trainer("llamafactory", "messages", False, 32 * 32, 768 * 768, pre=llamafactory_shrink,
-            paths="absolute, or relative to `media_dir` (default: `dataset_dir`, the folder of dataset_info.json)",
+            paths="`media_dir` (default: `dataset_dir`, the folder of dataset_info.json)",
             flags=lambda lo, hi: f"image_min_pixels: {lo} and image_max_pixels: {hi} (training YAML)"),
     Trainer("qwen-vl-finetune", "conversations", False, 784, 50176,
-            paths="absolute, or relative to the dataset's `data_path` in qwenvl/data/__init__.py",
+            paths="the dataset's `data_path` in qwenvl/data/__init__.py",
             flags=lambda lo, hi: f"--min_pixels {lo} --max_pixels {hi}"),
     Trainer("2u1", "conversations", True, 401408, 1003520,
-            paths="absolute, or relative to `--image_folder`",
+            paths="`--image_folder`",
             flags=lambda lo, hi: f"--image_min_pixels {lo} --image_max_pixels {hi}"),
     Trainer("trl", "messages", False, None, None,
-            paths="absolute (the processor opens them as given; relative ones resolve against the working folder)",
+            paths="the folder training runs in (the processor opens paths as given)",
             flags=lambda lo, hi: f"AutoProcessor.from_pretrained(MODEL, min_pixels={lo}, max_pixels={hi})"),
 )
 TRAINER_SPECS: dict[str, Trainer] = {t.name: t for t in _TRAINER_LIST}
