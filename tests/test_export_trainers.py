@@ -228,3 +228,21 @@ def test_for_refused_on_coco(tmp_path):
     result = CliRunner().invoke(app, ["data", "export", str(ds), "--to", "coco", "--out", str(tmp_path / "g.json"),
                                       "--for", "swift"])
     assert result.exit_code == 2 and result.output.count("error:") == 1
+
+
+def test_trl_keeps_a_system_prompt_and_every_image_as_parts(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    s = Sample(id="two", image=str(tmp_path / "a.jpg"), width=1280, height=720,
+               qa=[{"question": "Compare the two belts.", "answer": "Same belt."}],
+               meta={"system": "You inspect belts.", "images": [str(tmp_path / "b.jpg")]})
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    write_samples(ds / "samples.jsonl", [s])
+    out = tmp_path / "trl.jsonl"
+    result = export(ds, out, "--for", "trl")
+    assert result.exit_code == 0, result.output
+    [row] = datasets.load_dataset("json", data_files=str(out), split="train")
+    system, user, _ = row["messages"]
+    assert system["role"] == "system" and system["content"][0]["text"] == "You inspect belts."
+    assert [p["type"] for p in user["content"]].count("image") == 2 == len(row["images"])
+    assert "<image>" not in json.dumps(row["messages"])
