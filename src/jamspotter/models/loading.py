@@ -231,6 +231,10 @@ def load_model(
     if base is not None:
         from peft import PeftModel
 
+        if trainable_adapter and qcfg is not None:  # QLoRA goes on training: the k-bit base gets what SFT gave it
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
         model = PeftModel.from_pretrained(model, str(name_or_path), is_trainable=trainable_adapter)
     processor = load_processor(name_or_path, min_pixels=min_pixels, max_pixels=max_pixels,
                                video_min_pixels=video_min_pixels, video_max_pixels=video_max_pixels)
