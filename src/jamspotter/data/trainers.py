@@ -34,6 +34,7 @@ from jamspotter.data.records import Sample
 from jamspotter.errors import JamspotterError
 from jamspotter.formats import get_format
 from jamspotter.formats.base import Format
+from jamspotter.formats.parse import NUM
 from jamspotter.formats.resize import ResizeParams
 
 TRAINERS: tuple[str, ...] = ("plain", "swift", "llamafactory", "qwen-vl-finetune", "2u1", "trl")
@@ -160,11 +161,16 @@ def _is_detection(sample: Sample) -> bool:
 
 
 def swift_record(sample: Sample, fmt: Format, rec: dict) -> dict:
-    """ms-swift's native grounding form for a detection sample: `<ref-object>`/`<bbox>` placeholders and
+    """ms-swift's native grounding form: `<ref-object>`/`<bbox>` placeholders and
     `objects: {"ref", "bbox", "bbox_type": "real"}` in ORIGINAL pixels (swift normalises them for the model
-    itself, swift/template/base.py `normalize_bbox`). Other samples, and answers with reasons, stay text.
+    itself, swift/template/base.py `normalize_bbox`), for detection samples and for question-answer
+    samples whose turns refer to boxes (`swift_qa_record`). Other samples, and answers with reasons, stay text.
     """
-    if not _is_detection(sample) or fmt.with_reason or sample.image is None:
+    if sample.image is None:
+        return rec
+    if sample.qa:
+        return swift_qa_record(sample, rec)
+    if not _is_detection(sample) or fmt.with_reason:
         return rec
     objects = sorted(fmt.expected_objects(sample.objects), key=lambda o: (o.bbox[1], o.bbox[0]))
     if not objects:
@@ -180,6 +186,75 @@ def swift_record(sample: Sample, fmt: Format, rec: dict) -> dict:
     return {**rec, "messages": messages,
             "objects": {"ref": [o.label for o in objects], "bbox": [[float(v) for v in o.bbox] for o in objects],
                         "bbox_type": "real"}}
+
+
+_REF_RE = re.compile(rf"<bbox>\s*\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]\s*</bbox>")
+_LEADING_MEDIA_RE = re.compile(r"^(?:<image>|<video>)*")
+
+
+def swift_qa_record(sample: Sample, rec: dict) -> dict:
+    """A question-answer record with every `<bbox>[x1, y1, x2, y2]</bbox>` reference of its turns (questions
+    and answers, in order, as swift fills them) written as a `<bbox>` placeholder and its box (original
+    pixels) in `objects.bbox`.
+
+    A box equal to one of `sample.objects` gets that object's label as a `<ref-object>`: the last whole-word
+    occurrence of the label in the text since the previous placeholder becomes the placeholder (the text
+    reads the same once swift fills it in); a box whose label is the ref already in force needs none, and
+    a label the text does not spell stays unnamed (no text is added). Turns that think or crop, and
+    samples whose turns hold no reference, keep the rendered text.
+    """
+    if any(t.think is not None or t.crops for t in sample.qa):
+        return rec
+    items: list[tuple[int, str | list[float] | None]] = []  # (text index, plain text | box | ref placeholder)
+    n_texts = 0
+    for turn in sample.qa:
+        for text in (turn.question, turn.answer):
+            last = 0
+            for m in _REF_RE.finditer(text):
+                values = [float(v) for v in m.groups()]
+                items += [(n_texts, text[last:m.start()]), (n_texts, values)]
+                last = m.end()
+            items.append((n_texts, text[last:]))
+            n_texts += 1
+    if not any(isinstance(v, list) for _, v in items):
+        return rec
+    refs: list[str] = []
+    current, i = "", 0
+    while i < len(items):
+        box = items[i][1]
+        i += 1
+        if not isinstance(box, list):
+            continue
+        label = next((o.label for o in sample.objects
+                      if all(abs(a - b) < 1e-3 for a, b in zip(o.bbox, box, strict=True))), None)
+        if label is None or label == current:
+            continue
+        for k in range(i - 2, -1, -1):  # back through the text since the previous placeholder
+            t, piece = items[k]
+            if not isinstance(piece, str):
+                break
+            hits = list(re.finditer(rf"(?<!\w){re.escape(label)}(?!\w)", piece))
+            if hits:
+                h = hits[-1]
+                items[k:k + 1] = [(t, piece[:h.start()]), (t, None), (t, piece[h.end():])]
+                i += 2
+                refs.append(label)  # placeholders before it were all boxes: refs stay in text order
+                current = label
+                break
+    texts = [""] * n_texts
+    for t, v in items:
+        texts[t] += v if isinstance(v, str) else "<bbox>" if isinstance(v, list) else "<ref-object>"
+    bboxes = [v for _, v in items if isinstance(v, list)]
+    messages = [dict(m) for m in rec["messages"]]
+    k = 0
+    for m in messages:
+        if m["role"] == "user":
+            media = _LEADING_MEDIA_RE.match(str(m["content"])).group(0)
+            m["content"] = media + texts[2 * k]
+        elif m["role"] == "assistant":
+            m["content"] = texts[2 * k + 1]
+            k += 1
+    return {**rec, "messages": messages, "objects": {"ref": refs, "bbox": bboxes, "bbox_type": "real"}}
 
 
 _TRAINER_LIST: tuple[Trainer, ...] = (

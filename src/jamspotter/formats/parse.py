@@ -402,6 +402,8 @@ _FAMILY_TEXT_RES = (
     ("call", re.compile(r"<tool_call>\s*(?P<box>" + _BOX4 + r")\s*</tool_call>")),
 )
 _FAMILY_MARK_RE = re.compile(r"<\|box_start\|>|<\|box_end\|>|[\"'](?:bbox_2d|point_2d)[\"']\s*:|<tool_call>\s*\[")
+_BARE_LIST_RE = re.compile(_BOX4)
+_REF_SPAN_RE = re.compile(r"<bbox>.*?</bbox>", re.S)  # neutral references: already original pixels
 
 
 @dataclass
@@ -414,18 +416,21 @@ class BoxText:
     label: str = ""
 
 
-def family_box_texts(text: str) -> tuple[list[BoxText], list[int]]:
+def family_box_texts(text: str, bare_lists: bool = False) -> tuple[list[BoxText], list[int]]:
     """The family box texts in `text`, in order, and the offsets of box text in no form read here.
 
     Read: Qwen2 token boxes (with their `<|object_ref_start|>` label), `"bbox_2d": [x1, y1, x2, y2]`
-    values and `<tool_call>[x1, y1, x2, y2]</tool_call>`. Anything else that only a family writes
-    (`point_2d`, nested or broken boxes, lone box tokens) is returned as an offset.
+    values and `<tool_call>[x1, y1, x2, y2]</tool_call>`; with `bare_lists` also every other list of
+    exactly 4 numbers `[x1, y1, x2, y2]` (kind "list", how Qwen2.5-VL / Qwen3-VL render a box inside
+    prose), never one inside a neutral `<bbox>...</bbox>` reference. Anything else that only a family
+    writes (`point_2d`, nested or broken boxes, lone box tokens) is returned as an offset.
     """
     found: list[BoxText] = []
-    used: list[tuple[int, int]] = []
-    for kind, rx in _FAMILY_TEXT_RES:
+    used: list[tuple[int, int]] = [m.span() for m in _REF_SPAN_RE.finditer(text)] if bare_lists else []
+    kinds = (*_FAMILY_TEXT_RES, ("list", _BARE_LIST_RE)) if bare_lists else _FAMILY_TEXT_RES
+    for kind, rx in kinds:
         for m in rx.finditer(_mask(text, used)):
-            span = m.span() if kind == "token" else m.span("box")
+            span = m.span() if kind in ("token", "list") else m.span("box")
             nums = [float(v) for v in m.groups()[-4:]]
             label = (m.group("label") or "").strip() if kind == "token" else ""
             found.append(BoxText(kind, span, nums, label))
@@ -439,16 +444,23 @@ def has_family_box_text(text: str) -> bool:
     return bool(_FAMILY_MARK_RE.search(text))
 
 
-def to_box_refs(fmt: Format, text: str, image_size: tuple[int, int]) -> tuple[str, list[str]]:
+def has_bare_box_list(text: str) -> bool:
+    """Whether `text` holds a list of exactly 4 numbers outside neutral `<bbox>...</bbox>` references."""
+    return bool(_BARE_LIST_RE.search(_mask(text, [m.span() for m in _REF_SPAN_RE.finditer(text)])))
+
+
+def to_box_refs(fmt: Format, text: str, image_size: tuple[int, int],
+                bare_lists: bool = False) -> tuple[str, list[str]]:
     """`text` with every box `fmt`'s family writes replaced by `<bbox>[x1, y1, x2, y2]</bbox>` in ORIGINAL pixels.
 
-    A Qwen2 token box becomes `label <bbox>[...]</bbox>`; a `bbox_2d` value or a list tool call keeps its
-    surrounding text. Problems (box text in no readable form, boxes outside the family's grid for this
-    image size, swapped corners) are returned; the text is only safe to use when there are none.
+    A Qwen2 token box becomes `label <bbox>[...]</bbox>`; a `bbox_2d` value, a list tool call or (with
+    `bare_lists`, see `family_box_texts`) a bare 4-number list keeps its surrounding text. Problems (box
+    text in no readable form, boxes outside the family's grid for this image size, swapped corners) are
+    returned; the text is only safe to use when there are none.
     """
     from jamspotter.formats.tasks import box_ref  # tasks imports this module
 
-    found, unread = family_box_texts(text)
+    found, unread = family_box_texts(text, bare_lists)
     problems = [f"box text {text[i:i + 40]!r} cannot be converted (only boxes [x1, y1, x2, y2] can)" for i in unread]
     raws = [RawBox(b.label or "box", b.values, start=b.span[0]) for b in found]
     objects, more = fmt.boxes_from_raw(raws, image_size)

@@ -24,6 +24,11 @@ Box text in the turns:
   into `<bbox>[x1, y1, x2, y2]</bbox>` references in original pixels once the family is known, and
   adds every box an assistant answer gives (crop tool calls and `<think>` text excepted) to
   `Sample.objects`, read with the family's own parser (`Format.parse_detections`).
+- Bare `[x1, y1, x2, y2]` lists (how Qwen2.5-VL / Qwen3-VL render a box reference inside prose, e.g.
+  in a question-answer export) are not marked: without a family they stay prose. With `--family
+  qwen2.5-vl|qwen3-vl`, `apply_box_family` reads every list of exactly 4 numbers in user and assistant
+  turns (outside `<bbox>...</bbox>` references) as that family's box; other numbers (counts, "2.5 m/s",
+  a 2-number point) are never touched.
 
 A sample with both: `objects` are its detection labels (evaluation, stats, COCO/YOLO exports, and
 the detection example training makes of it when the task mix has vqa off); its qa turns stay as
@@ -50,7 +55,7 @@ from jamspotter.data.importers._common import (
 from jamspotter.data.records import BoxObject, QATurn, Sample
 from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from jamspotter.errors import DataError
-from jamspotter.formats.parse import has_family_box_text, to_box_refs
+from jamspotter.formats.parse import has_bare_box_list, has_family_box_text, to_box_refs
 from jamspotter.formats.tasks import box_ref, fmt_num
 
 if TYPE_CHECKING:
@@ -246,7 +251,9 @@ def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int 
 
     Each box becomes `<bbox>[x1, y1, x2, y2]</bbox>` in ORIGINAL pixels, converted with the family's
     coordinates (Qwen2.5-VL: pixels of the image resized with the family's default pixel budget, or
-    `min_pixels`/`max_pixels`), and the mark is removed. Every box an assistant answer gives (not crop
+    `min_pixels`/`max_pixels`), and the mark is removed. For a family that writes boxes in prose as bare
+    lists (Qwen2.5-VL, Qwen3-VL), samples whose turns hold lists of exactly 4 numbers are converted too,
+    each such list read as a box. Every box an assistant answer gives (not crop
     tool calls, not `<think>` text) is added to `objects` (exact repeats once), its jam_risk from
     `taxonomy` (default: the built-in one). Other samples pass unchanged. A sample that
     cannot be converted (no image size, box text in another form, boxes off the family's grid) raises
@@ -256,14 +263,16 @@ def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int 
 
     fmt = get_format(family, min_pixels=min_pixels, max_pixels=max_pixels)
     taxonomy = taxonomy or DEFAULT_TAXONOMY
+    bare = fmt.write_box([0, 0, 0, 0]).startswith("[")  # the family refers to boxes in prose as bare lists
     out: list[Sample] = []
     skipped: list[str] = []
     for s in samples:
-        if s.meta.get(BOX_FAMILY) != UNKNOWN_FAMILY:
+        lists = bare and any(has_bare_box_list(t.question) or has_bare_box_list(t.answer) for t in s.qa)
+        if s.meta.get(BOX_FAMILY) != UNKNOWN_FAMILY and not lists:
             out.append(s)
             continue
         try:
-            out.append(_converted(s, fmt, taxonomy))
+            out.append(_converted(s, fmt, taxonomy, bare))
         except DataError as e:
             if not skip_invalid:
                 raise
@@ -271,7 +280,10 @@ def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int 
     return out, skipped
 
 
-def _converted(s: Sample, fmt: Format, taxonomy: Taxonomy) -> Sample:
+_REF_RE = re.compile(r"<bbox>.*?</bbox>", re.S)
+
+
+def _converted(s: Sample, fmt: Format, taxonomy: Taxonomy, bare_lists: bool) -> Sample:
     where = f"sample {s.id}" + (f" ({s.source})" if s.source else "")
     if not s.width or not s.height:
         raise DataError(f"{where}: image size unknown (missing image?), cannot convert its {fmt.family} box text")
@@ -279,7 +291,7 @@ def _converted(s: Sample, fmt: Format, taxonomy: Taxonomy) -> Sample:
     for k, turn in enumerate(s.qa, 1):
         texts = []
         for text in (turn.question, turn.answer):
-            new, problems = to_box_refs(fmt, text, (s.width, s.height))
+            new, problems = to_box_refs(fmt, text, (s.width, s.height), bare_lists)
             if problems:
                 raise DataError(f"{where}, turn {k}: {problems[0]}")
             texts.append(new)
@@ -287,7 +299,8 @@ def _converted(s: Sample, fmt: Format, taxonomy: Taxonomy) -> Sample:
     objects = list(s.objects)
     seen = {(o.label, tuple(o.bbox)) for o in objects}
     for turn in s.qa:
-        boxes, _ = fmt.parse_detections(turn.answer, (s.width, s.height))
+        answer = _REF_RE.sub(lambda m: " " * len(m.group(0)), turn.answer)  # references are original pixels
+        boxes, _ = fmt.parse_detections(answer, (s.width, s.height))
         for o in boxes:
             bbox = [round(v, 4) for v in o.bbox]  # the precision of the `<bbox>` references in the text
             if (o.label, tuple(bbox)) not in seen:
