@@ -131,3 +131,29 @@ def test_references_in_original_pixels_are_not_read_again(swift, tmp_path, famil
     samples = read_samples(tmp_path / "ds")
     assert [[(o.label, o.bbox) for o in s.objects] for s in samples] == DEMO
     assert samples[1].qa[0].answer == "<bbox>[90.9, 160.8, 135, 212.8]</bbox><bbox>[360.9, 480.8, 495, 532.8]</bbox>"
+
+
+def test_qwen2_reimport_takes_the_words_before_each_box_as_its_label(swift, tmp_path):
+    # dog.jpg 1500x1800 on the 0-1000 grid: 331.5/1.5=221, 761.4/1.8=423, 853.5/1.5=569, 1594.8/1.8=886;
+    # 676.5/1.5=451, 685.8/1.8=381, 1099.5/1.5=733, 1427.4/1.8=793. The export writes no ref tokens around
+    # "a dog" (see the report of brief P2); the import reads "dog" and "woman" (filler words "a", "and" dropped).
+    # The sheep's text names no label: "object".
+    cli("data", "import", "--from", "messages", str(swift), "--out", str(tmp_path / "ds"))
+    out = tmp_path / "q2.jsonl"
+    cli("data", "export", "--to", "qwen2-vl", str(tmp_path / "ds"), "--out", str(out))
+    dog = json.loads(out.read_text().splitlines()[0])["messages"][-1]["content"]
+    assert dog == ("a dog<|box_start|>(221,423),(569,886)<|box_end|> and "
+                   "a woman<|box_start|>(451,381),(733,793)<|box_end|> are playing on the beach")
+    cli("data", "import", "--from", "messages", str(out), "--out", str(tmp_path / "ds2"), "--family", "qwen2-vl")
+    assert [[o.label for o in s.objects] for s in read_samples(tmp_path / "ds2")] == [
+        ["dog", "woman"], ["object", "object"], []]
+
+
+def test_qwen25_prose_boxes_take_the_words_before_them_as_labels(tmp_path):
+    # Qwen2.5-VL default budget, 1280x720 -> 1288x728 (x*1280/1288, y*720/728):
+    # [161, 182, 966, 364] -> [160, 180, 960, 360]; [644, 364, 1288, 728] -> [640, 360, 1280, 720]
+    src = chat_file(tmp_path, [("Describe.", "a rope[161, 182, 966, 364] and a woman[644, 364, 1288, 728]")])
+    cli("data", "import", "--from", "messages", str(src), "--out", str(tmp_path / "ds"), "--family", "qwen2.5-vl")
+    (s,) = read_samples(tmp_path / "ds")
+    assert [(o.label, o.bbox) for o in s.objects] == [("rope", [160, 180, 960, 360]), ("woman", [640, 360, 1280, 720])]
+    assert s.qa[0].answer == "a rope<bbox>[160, 180, 960, 360]</bbox> and a woman<bbox>[640, 360, 1280, 720]</bbox>"

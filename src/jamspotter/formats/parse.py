@@ -48,8 +48,8 @@ _THINK_SPAN_RE = re.compile(r"<think>.*?(</think>|(?=<answer>)|$)", re.S)
 _JSON_FENCE_RE = re.compile(r"```\s*json", re.I)
 _SAYS_EMPTY_RE = re.compile(r"\[\s*\]|\b(?:no|none|nothing)\b", re.I)
 _LABEL_TAIL_RE = re.compile(r"([A-Za-z][A-Za-z0-9 _\-/&']{0,60})[\s:=\"'`*]*$")
-_STOP_WORDS = {"at", "in", "is", "located", "box", "bbox", "bbox_2d", "the", "a", "an", "of", "with", "coordinates",
-               "position", "region", "found"}
+_STOP_WORDS = {"and", "at", "in", "is", "located", "box", "bbox", "bbox_2d", "the", "a", "an", "of", "with",
+               "coordinates", "position", "region", "found"}
 
 
 @dataclass
