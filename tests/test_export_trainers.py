@@ -246,3 +246,13 @@ def test_trl_keeps_a_system_prompt_and_every_image_as_parts(tmp_path):
     assert system["role"] == "system" and system["content"][0]["text"] == "You inspect belts."
     assert [p["type"] for p in user["content"]].count("image") == 2 == len(row["images"])
     assert "<image>" not in json.dumps(row["messages"])
+
+
+@pytest.mark.parametrize(("family", "needs"), [("qwen2.5-vl", True), ("qwen3-vl", True), ("qwen2-vl", False)])
+def test_swift_export_names_the_bbox_format_its_json_answers_need(family: str, needs: bool) -> None:
+    # swift/template/templates/qwen.py: QWENVL_BBOX_FORMAT defaults to 'legacy', which fills <bbox>/<ref-object>
+    # with Qwen2-VL box tokens (right for Qwen2-VL, wrong inside a Qwen2.5/3-VL JSON answer)
+    from jamspotter.data.trainers import get_trainer
+
+    _, line = get_trainer("swift").format(family)
+    assert ("QWENVL_BBOX_FORMAT=new" in line) == needs

@@ -44,6 +44,11 @@ _ALIASES = {"ms-swift": "swift", "llama-factory": "llamafactory", "llama_factory
 PreStep = Callable[[int, int, int | None, int | None], tuple[int, int]]
 
 
+def family_needs_new_bbox_format(family: str) -> bool:
+    """ms-swift must write <bbox> as a plain list for the JSON families (Qwen2.5-VL, Qwen3-VL)."""
+    return family in ("qwen2.5-vl", "qwen3-vl")
+
+
 def llamafactory_shrink(width: int, height: int, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
     """(width, height) after LLaMA-Factory's `_preprocess_image`: scaled into [min, max] pixels, sides int()-ed."""
     if max_pixels is not None and width * height > max_pixels:
@@ -124,6 +129,10 @@ class Trainer:
             budget = (f"{self.name} resize {first}, then processor min_pixels={q.min_pixels}, "
                       f"max_pixels={q.max_pixels}")
             flag = self.flags(lo, hi)
+        if self.name == "swift" and family_needs_new_bbox_format(fmt.family):
+            # swift/template/templates/qwen.py: the default QWENVL_BBOX_FORMAT=legacy fills <bbox>/<ref-object>
+            # with Qwen2-VL's special tokens, which would break the JSON answer (benchmarks/peer_loaders.py saw it)
+            flag = "QWENVL_BBOX_FORMAT=new (environment)" + (f", {flag}" if flag else "")
         return fmt, f"{budget}" + (f"; train with {flag}" if flag else "")
 
     def record(self, sample: Sample, fmt: Format, root: str | Path | None, out_dir: Path | None) -> dict | str:
