@@ -75,6 +75,9 @@ def import_cmd(
     min_pixels: int | None = typer.Option(None, "--min-pixels", help="With --family: the pixel budget the boxes "
                                           "were written for (Qwen2.5-VL; default: the family's)."),
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="With --family: see --min-pixels."),
+    for_: TrainerKind = typer.Option(
+        TrainerKind.plain, "--for", help="With --family: the trainer the file was written for (its resize "
+        "pipeline decides what Qwen2.5-VL pixels mean; --min-pixels/--max-pixels then set its budget)."),
 ) -> None:
     """Import a labelled dataset into OUT/samples.jsonl (canonical Sample records).
 
@@ -88,8 +91,9 @@ def import_cmd(
 
     if (family or min_pixels or max_pixels) and from_ not in (ImportKind.conversations, ImportKind.messages):
         raise JamspotterError("--family/--min-pixels/--max-pixels apply to --from conversations|messages only")
-    if (min_pixels or max_pixels) and not family:
-        raise JamspotterError("--min-pixels/--max-pixels need --family (the family whose box text the file holds)")
+    if (min_pixels or max_pixels or for_ != TrainerKind.plain) and not family:
+        raise JamspotterError("--min-pixels/--max-pixels/--for need --family (the family whose box text the file "
+                              "holds)")
     if family:
         from jamspotter.formats import canonical_family
 
@@ -103,7 +107,7 @@ def import_cmd(
 
         result.samples, skipped = apply_box_family(result.samples, family, min_pixels=min_pixels,
                                                    max_pixels=max_pixels, skip_invalid=skip_invalid,
-                                                   taxonomy=jam_map)
+                                                   taxonomy=jam_map, trainer=for_.value)
         result.skipped += skipped
     if not result.samples:
         raise DataError(f"{src}: nothing to import" + (f" (skipped {len(result.skipped)})" if result.skipped else ""))

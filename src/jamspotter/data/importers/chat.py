@@ -246,7 +246,7 @@ def import_messages(src: str | Path, ctx: ImportContext) -> list[Sample]:
 
 def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int | None = None,
                      max_pixels: int | None = None, skip_invalid: bool = False,
-                     taxonomy: Taxonomy | None = None) -> tuple[list[Sample], list[str]]:
+                     taxonomy: Taxonomy | None = None, trainer: str | None = None) -> tuple[list[Sample], list[str]]:
     """Rewrite the box text of samples marked `box_family: unknown` as written by `family`, into references.
 
     Each box becomes `<bbox>[x1, y1, x2, y2]</bbox>` in ORIGINAL pixels, converted with the family's
@@ -258,10 +258,17 @@ def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int 
     `taxonomy` (default: the built-in one). Other samples pass unchanged. A sample that
     cannot be converted (no image size, box text in another form, boxes off the family's grid) raises
     one-line `DataError`, or with `skip_invalid` is left out and its reason returned.
+    `trainer` (a `jamspotter.data.trainers` name) reads Qwen2.5-VL pixels as that trainer resized the image
+    (LLaMA-Factory and ms-swift shrink it before smart_resize); the budget then overrides its default.
     """
     from jamspotter.formats import get_format
 
-    fmt = get_format(family, min_pixels=min_pixels, max_pixels=max_pixels)
+    if trainer is not None and trainer != "plain":
+        from jamspotter.data.trainers import get_trainer
+
+        fmt, _ = get_trainer(trainer).format(family, min_pixels=min_pixels, max_pixels=max_pixels)
+    else:
+        fmt = get_format(family, min_pixels=min_pixels, max_pixels=max_pixels)
     taxonomy = taxonomy or DEFAULT_TAXONOMY
     bare = fmt.write_box([0, 0, 0, 0]).startswith("[")  # the family refers to boxes in prose as bare lists
     out: list[Sample] = []
