@@ -1,6 +1,9 @@
 """Run each peer trainer's OWN data loader on our `data export --for TRAINER` files (issue 13).
 
-Not CI, not a unit test: it installs ms-swift and LLaMA-Factory from PyPI into throwaway virtualenvs.
+Not CI, not a unit test: it installs ms-swift and LLaMA-Factory from PyPI into throwaway virtualenvs, and
+runs qwen-vl-finetune (github:QwenLM/Qwen3-VL, folder qwen-vl-finetune) and 2U1 (github:2U1/Qwen2-VL-Finetune),
+which are not on PyPI, from checkouts given with `--source NAME=PATH`, in virtualenvs holding the transformers
+version their README / requirements.txt pin. Their pixel budget is read from their shipped training script.
 
 For each peer: a virtualenv under WORK/venv_PEER (`python3 -m venv`), pip-installed with a constraints
 file holding the torch/torchvision lines of constraints.txt (the local 2.14.1 build; the venv sees the
@@ -15,7 +18,11 @@ Checks, per image: the peer's `image_grid_thw` x 14 equals `get_trainer(name).fo
 the model is trained on (parsed from the peer's encoded labels) equal the original boxes of
 samples.jsonl scaled to the peer's grid size, within 1 px. Every step's output goes to WORK/logs/.
 
-    .venv/bin/python benchmarks/peer_loaders.py --work /tmp/jamspotter-peers [--peers swift,llamafactory]
+    .venv/bin/python benchmarks/peer_loaders.py --work /tmp/jamspotter-peers [--peers swift,llamafactory] \
+        [--source qwen-vl-finetune=CHECKOUT_OF_Qwen3-VL] [--source 2u1=CHECKOUT_OF_Qwen2-VL-Finetune]
+
+A checkout may be a `git archive` export (e.g. `git --git-dir=MIRROR archive HEAD qwen-vl-finetune | tar -x`);
+write the commit to CHECKOUT/.source-commit so the results name it.
 
 Writes benchmarks/results/peer_loaders.json and prints a table. A peer that cannot be installed or run
 is recorded with the reason.
@@ -103,15 +110,129 @@ print("PROBE " + json.dumps({"records": len(train), "items": items,
                              "image_max_pixels": getattr(processor, "image_max_pixels", None)}))
 '''
 
+# qwen-vl-finetune (github:QwenLM/Qwen3-VL, folder qwen-vl-finetune): its LazySupervisedDataset with its own
+# DataArguments at the shipped script's pixels. `item_fn` is the per-record function __getitem__ wraps in
+# retries that silently substitute the NEXT record on an error; calling it directly lets an error surface.
+QVF_PROBE = r'''
+import json, sys
+src, model_dir, data_file, min_px, max_px = sys.argv[1:6]
+sys.path.insert(0, src)
+import qwenvl.data as qd
+from qwenvl.data.data_processor import LazySupervisedDataset
+from qwenvl.train.argument import DataArguments
+from transformers import AutoProcessor
+from PIL import Image
+qd.data_dict["jam"] = {"annotation_path": data_file, "data_path": ""}
+args = DataArguments(dataset_use="jam", min_pixels=int(min_px), max_pixels=int(max_px))
+args.model_type = "qwen2.5vl"  # train_qwen.py sets this from the Qwen2.5-VL model class
+processor = AutoProcessor.from_pretrained(model_dir)
+ds = LazySupervisedDataset(processor, args)
+tok = processor.tokenizer
+pad = tok.convert_tokens_to_ids("<|image_pad|>")
+ip = processor.image_processor
+items = []
+for rec in ds.list_data_dict:
+    ex = ds.item_fn([rec])
+    imgs = rec["image"] if isinstance(rec["image"], list) else [rec["image"]]
+    sizes = []
+    for p in imgs:
+        with Image.open(p) as f:
+            sizes.append(list(f.size))
+    ids, labels = ex["input_ids"][0].tolist(), ex["labels"][0].tolist()
+    items.append({"images": sizes, "grid": ex["image_grid_thw"].tolist(),
+                  "image_tokens": sum(1 for t in ids if t == pad),
+                  "labels": tok.decode([t for t in labels if t != -100])})
+print("PROBE " + json.dumps({"records": len(ds), "items": items, "budget": [int(min_px), int(max_px)],
+                             "image_processor": {"min_pixels": getattr(ip, "min_pixels", None),
+                                                 "max_pixels": getattr(ip, "max_pixels", None),
+                                                 "size": dict(getattr(ip, "size", None) or {})}}))
+'''
+
+# 2U1/Qwen2-VL-Finetune: its src.dataset.sft_dataset.SupervisedDataset with its own DataArguments at the
+# shipped script's --image_min_pixels/--image_max_pixels (it resizes with qwen_vl_utils, then the processor
+# runs with do_resize=False).
+TWO_U1_PROBE = r'''
+import json, sys
+src, model_dir, data_file, min_px, max_px = sys.argv[1:6]
+sys.path.insert(0, src)
+from src.dataset.sft_dataset import SupervisedDataset
+from src.params import DataArguments
+from transformers import AutoProcessor
+from PIL import Image
+args = DataArguments(data_path=data_file, image_folder="/", image_min_pixels=int(min_px),
+                     image_max_pixels=int(max_px))
+processor = AutoProcessor.from_pretrained(model_dir)
+ds = SupervisedDataset(data_path=data_file, processor=processor, data_args=args,
+                       model_id="Qwen/Qwen2.5-VL-3B-Instruct")
+tok = processor.tokenizer
+pad = tok.convert_tokens_to_ids("<|image_pad|>")
+items = []
+for i in range(len(ds)):
+    ex = ds[i]
+    rec = ds.list_data_dict[i]
+    imgs = rec["image"] if isinstance(rec["image"], list) else [rec["image"]]
+    sizes = []
+    for p in imgs:
+        with Image.open(p) as f:
+            sizes.append(list(f.size))
+    ids, labels = ex["input_ids"].tolist(), ex["labels"].tolist()
+    items.append({"images": sizes, "grid": ex["image_grid_thw"].tolist(),
+                  "image_tokens": sum(1 for t in ids if t == pad),
+                  "labels": tok.decode([t for t in labels if t != -100])})
+print("PROBE " + json.dumps({"records": len(ds), "items": items, "budget": [int(min_px), int(max_px)]}))
+'''
+
 PEERS: dict[str, dict[str, Any]] = {
     # ms-swift's Qwen2.5-VL template writes <bbox>/<ref-object> as Qwen2-VL special tokens unless
     # QWENVL_BBOX_FORMAT=new (swift/template/templates/qwen.py replace_bbox/replace_ref): both are run.
     "swift": {"pip": ["ms-swift", "qwen_vl_utils"], "dist": "ms-swift", "probe": SWIFT_PROBE,
               "variants": {"": {}, "QWENVL_BBOX_FORMAT=new": {"QWENVL_BBOX_FORMAT": "new"}}},
     "llamafactory": {"pip": ["llamafactory"], "dist": "llamafactory", "probe": LF_PROBE},
-    "qwen-vl-finetune": {"repo": "QwenLM/Qwen3-VL"},
-    "2u1": {"repo": "2U1/Qwen2-VL-Finetune"},
+    # Repository peers (not on PyPI): run from a checkout given with --source NAME=PATH, in a venv with the
+    # transformers its README / requirements.txt pin. "budget" names the shipped script and its two pixel
+    # flags, read from the checkout (the values a user starting from that script trains at).
+    # qwen-vl-finetune's README asks for transformers==4.57.0.dev0 (not on PyPI): its release, 4.57.0.
+    "qwen-vl-finetune": {"repo": "QwenLM/Qwen3-VL", "folder": "qwen-vl-finetune", "probe": QVF_PROBE,
+                         "pip": ["transformers==4.57.0", "accelerate==1.7.0", "qwen-vl-utils", "pillow"],
+                         "budget": ("scripts/sft.sh", "--min_pixels", "--max_pixels"), "ext": ".json"},
+    # 2U1's requirements.txt pins transformers==4.56.1, trl==0.17.0 (src/params.py imports trl),
+    # accelerate==1.10.1, peft==0.15.2, qwen-vl-utils==0.0.11.
+    "2u1": {"repo": "2U1/Qwen2-VL-Finetune", "folder": "", "probe": TWO_U1_PROBE,
+            "pip": ["transformers==4.56.1", "trl==0.17.0", "accelerate==1.10.1", "peft==0.15.2",
+                    "qwen-vl-utils==0.0.11", "ujson", "pillow"],
+            "budget": ("scripts/finetune.sh", "--image_min_pixels", "--image_max_pixels"), "ext": ".json"},
 }
+
+
+def script_flag(script: Path, flag: str) -> int:
+    """The integer value of `flag` in a shell script: a number or a `$((A * B * C))` product of numbers."""
+    m = re.search(rf"{re.escape(flag)}\s+(\d+|\$\(\(([\d\s*]+)\)\))", script.read_text())
+    if m is None:
+        raise ValueError(f"{flag} not found in {script}")
+    if m.group(2) is None:
+        return int(m.group(1))
+    value = 1
+    for factor in m.group(2).split("*"):
+        value *= int(factor)
+    return value
+
+
+def source_commit(path: Path) -> str | None:
+    """The commit of a peer checkout: `git rev-parse HEAD` there, else the first line of PATH/.source-commit
+    (written next to a `git archive` export), else None."""
+    proc = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return proc.stdout.strip()
+    marker = path / ".source-commit"
+    return marker.read_text().split()[0] if marker.exists() and marker.read_text().strip() else None
+
+
+def record_images(rec: dict) -> list[str]:
+    """The image paths of one exported record (`images` list, or LLaVA's `image` string or list)."""
+    if "images" in rec:
+        return [i["path"] if isinstance(i, dict) else i for i in rec["images"]]
+    img = rec.get("image", [])
+    return [img] if isinstance(img, str) else list(img)
 
 
 def run(cmd: list[str], log: Path, *, env: dict[str, str] | None = None, timeout: int = 3600,
@@ -148,6 +269,19 @@ def make_processor(work: Path) -> Path:
         if (QWEN_CONFIGS / name).exists() and not (model / name).exists():
             shutil.copy(QWEN_CONFIGS / name, model / name)
     return model
+
+
+def make_processor_tf4(work: Path, model: Path) -> Path:
+    """`model` laid out as transformers 4.x reads it (for peers pinned to transformers 4): the real
+    Qwen2.5-VL-3B tokenizer_config.json (transformers 5 writes `extra_special_tokens` as a list, which 4.x
+    cannot read) and no processor_config.json (preprocessor_config.json holds the image processor)."""
+    out = work / "model_qwen25_tf4"
+    out.mkdir(exist_ok=True)
+    for f in model.iterdir():
+        if f.name not in ("tokenizer_config.json", "processor_config.json") and not (out / f.name).exists():
+            (out / f.name).symlink_to(f.resolve())
+    shutil.copy(QWEN_CONFIGS / "tokenizer_config.json", out / "tokenizer_config.json")
+    return out
 
 
 def make_data(work: Path) -> dict[str, Path]:
@@ -233,7 +367,7 @@ def check(peer: str, probe: dict, export_file: Path, dataset: Path) -> dict:
     """Compare a probe's output with our export file and the dataset's own boxes."""
     text = export_file.read_text()
     records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x]
-    n_images = sum(len(r.get("images", [])) for r in records)
+    n_images = sum(len(record_images(r)) for r in records)
     samples = [json.loads(x) for x in (dataset / "samples.jsonl").read_text().splitlines() if x.strip()]
     by_name = {Path(s["image"]).name: s for s in samples}
     fmt, _ = get_trainer(peer).format("qwen2.5-vl")
@@ -245,16 +379,17 @@ def check(peer: str, probe: dict, export_file: Path, dataset: Path) -> dict:
             grids.append({"image": [w, h], "peer": list(got), "expected": list(exp), "ok": tuple(exp) == got})
         if sum(t * gh * gw for t, gh, gw in item["grid"]) // 4 != item["image_tokens"]:
             problems.append(f"image tokens {item['image_tokens']} != grid product / 4")
-        sample = by_name[Path(rec["images"][0]).name]
+        first = Path(record_images(rec)[0]).name
+        sample = by_name[first]
         (w, h), (_t, gh, gw) = item["images"][0], item["grid"][0]
         sx, sy = gw * 14 / w, gh * 14 / h
         truth = [[o["bbox"][0] * sx, o["bbox"][1] * sy, o["bbox"][2] * sx, o["bbox"][3] * sy]
                  for o in sample.get("objects", [])]
         if not json_answer(item["labels"]):
-            problems.append(f"{Path(rec['images'][0]).name}: the trained answer is not a JSON list")
+            problems.append(f"{first}: the trained answer is not a JSON list")
         err = box_error(truth, boxes_in(item["labels"]))
         if err is None:
-            problems.append(f"{Path(rec['images'][0]).name}: {len(boxes_in(item['labels']))} boxes in the peer's "
+            problems.append(f"{first}: {len(boxes_in(item['labels']))} boxes in the peer's "
                             f"labels, {len(truth)} in the dataset")
         else:
             worst_box = max(worst_box, err)
@@ -266,25 +401,45 @@ def check(peer: str, probe: dict, export_file: Path, dataset: Path) -> dict:
             "first_labels": probe["items"][0]["labels"][:400] if probe["items"] else ""}
 
 
-def run_peer(peer: str, work: Path, model: Path, data: dict[str, Path], fresh: bool) -> dict:
-    """Install `peer`, export for it, run its loader on each size; a result dict (never raises)."""
+def run_peer(peer: str, work: Path, model: Path, data: dict[str, Path], fresh: bool,
+             source: Path | None = None) -> dict:
+    """Install `peer`, export for it, run its loader on each size; a result dict (never raises).
+
+    A repository peer (spec "repo") runs from `source`, a checkout of that repository; without one it is
+    recorded as not run."""
     spec = PEERS[peer]
     t0 = time.time()
     res: dict[str, Any] = {"peer": peer, "version": None, "sizes": {}, "pass": False, "reason": ""}
-    if "pip" not in spec:
-        res["reason"] = (f"not run: not on PyPI; needs a snapshot of github:{spec['repo']} "
-                         "(fetch tool) and its data module imported from there")
-        res["seconds"] = 0.0
-        return res
+    extra_args: list[Any] = []
+    if "repo" in spec:
+        code = source / spec["folder"] if source is not None else None
+        if code is None or not code.is_dir():
+            res["reason"] = (f"not run: not on PyPI; pass --source {peer}=PATH, a checkout of "
+                             f"github:{spec['repo']}" + (f" (no folder {code})" if code is not None else ""))
+            res["seconds"] = 0.0
+            return res
+        commit = source_commit(source)
+        res["version"] = f"{spec['repo']}@{commit[:12]}" if commit else f"{spec['repo']}@unknown"
+        res["commit"] = commit
+        script, min_flag, max_flag = spec["budget"]
+        try:
+            budget = (script_flag(code / script, min_flag), script_flag(code / script, max_flag))
+        except (OSError, ValueError) as e:
+            res.update(reason=f"shipped script: {e}", seconds=round(time.time() - t0, 1))
+            return res
+        res["budget"] = {"script": script, min_flag: budget[0], max_flag: budget[1]}
+        extra_args = [budget[0], budget[1]]
     log = work / "logs" / f"{peer}.log"
     venv, why = make_venv(work, peer, spec["pip"], fresh)
     if venv is None:
         res.update(reason=why, seconds=round(time.time() - t0, 1))
         return res
     py = venv / "bin" / "python"
-    v = run([py, "-c", f"import importlib.metadata as m; print(m.version({spec['dist']!r})); "
+    dist = spec.get("dist", "transformers")
+    v = run([py, "-c", f"import importlib.metadata as m; print(m.version({dist!r})); "
              "print('transformers', m.version('transformers'))"], log)
-    res["version"] = v.stdout.strip().splitlines()[0] if v.returncode == 0 else None
+    if "repo" not in spec:
+        res["version"] = v.stdout.strip().splitlines()[0] if v.returncode == 0 else None
     res["transformers"] = v.stdout.strip().splitlines()[-1].split()[-1] if v.returncode == 0 else None
     probe_file = work / f"probe_{peer}.py"
     probe_file.write_text(spec["probe"])
@@ -295,6 +450,9 @@ def run_peer(peer: str, work: Path, model: Path, data: dict[str, Path], fresh: b
             out_dir = work / "exports" / f"{peer}_{size}"
             out = out_dir / "jam.json"
             args = [model, out_dir, "jam"]
+        elif "repo" in spec:
+            out = work / "exports" / f"{peer}_{size}{spec['ext']}"
+            args = [source / spec["folder"], make_processor_tf4(work, model), out, *extra_args]
         else:
             out = work / "exports" / f"{peer}_{size}.jsonl"
             args = [model, out]
@@ -313,6 +471,8 @@ def run_peer(peer: str, work: Path, model: Path, data: dict[str, Path], fresh: b
             continue
         probe = json.loads(line[6:])
         entry.update(check(peer, probe, out, dataset))
+        if "image_processor" in probe:  # the budget the peer left on the image processor
+            entry["image_processor"] = probe["image_processor"]
         entry["pass_"] = entry.pop("pass")
     res["pass"] = bool(res["sizes"]) and all(e.get("pass_") for e in res["sizes"].values())
     if not res["pass"] and not res["reason"]:
@@ -329,20 +489,30 @@ def main() -> None:
     ap.add_argument("--peers", default="swift,llamafactory,qwen-vl-finetune,2u1")
     ap.add_argument("--fresh", action="store_true", help="recreate the virtualenvs")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "peer_loaders.json")
+    ap.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+                    help="a checkout of a repository peer (qwen-vl-finetune: github:QwenLM/Qwen3-VL; "
+                         "2u1: github:2U1/Qwen2-VL-Finetune); repeatable")
     a = ap.parse_args()
+    sources: dict[str, Path] = {}
+    for item in a.source:
+        name, sep, path = item.partition("=")
+        if not sep or name not in PEERS or "repo" not in PEERS[name]:
+            ap.error(f"--source {item}: expected NAME=PATH with NAME one of "
+                     f"{', '.join(p for p in PEERS if 'repo' in PEERS[p])}")
+        sources[name] = Path(path).resolve()
     work = a.work.resolve()
     (work / "logs").mkdir(parents=True, exist_ok=True)
     model = make_processor(work)
     data = make_data(work)
-    results = [run_peer(p, work, model, data, a.fresh) for p in a.peers.split(",")]
+    results = [run_peer(p, work, model, data, a.fresh, sources.get(p)) for p in a.peers.split(",")]
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}"
-    print(f"\n{'peer':13} {'version':9} {'size (variant)':33} {'records':8} {'images':7} "
+    print(f"\n{'peer':16} {'version':34} {'size (variant)':33} {'records':8} {'images':7} "
           f"{'peer grid x14 vs expected':27} {'box err':8} pass")
     for r in results:
         for key, e in r["sizes"].items() or {"-": {}}.items():
             grids = sorted({f"{g['peer'][0]}x{g['peer'][1]} vs {g['expected'][0]}x{g['expected'][1]}"
                             for g in e.get("grids", [])}) or ["-"]
-            print(f"{r['peer']:13} {str(r['version']):9} {key:33} "
+            print(f"{r['peer']:16} {str(r['version']):34} {key:33} "
                   f"{e.get('records_read', '-')}/{e.get('records_written', '-'):<5} "
                   f"{e.get('images_read', '-')}/{e.get('images_written', '-'):<4} {', '.join(grids):27} "
                   f"{e.get('max_box_error_px', '-')!s:8} {e.get('pass_', False)}")
