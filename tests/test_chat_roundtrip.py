@@ -156,3 +156,46 @@ def test_qwen25_prose_boxes_take_the_words_before_them_as_labels(tmp_path):
     (s,) = read_samples(tmp_path / "ds")
     assert [(o.label, o.bbox) for o in s.objects] == [("rope", [160, 180, 960, 360]), ("woman", [640, 360, 1280, 720])]
     assert s.qa[0].answer == "a rope<bbox>[160, 180, 960, 360]</bbox> and a woman<bbox>[640, 360, 1280, 720]</bbox>"
+
+
+@pytest.fixture(scope="module")
+def belt_with_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("belt")
+    cli("data", "synth", "--n", "3", "--size", "1280x720", "--clips", "1", "--seconds", "1", "--fps", "2",
+        "--seed", "3", "--out", str(root / "belt"))
+    return root / "belt"
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_our_swift_exports_come_back_with_their_labels(belt_with_clip: Path, tmp_path: Path, family: str) -> None:
+    # a JSON answer names the label AFTER its box ({"bbox_2d": <bbox>, "label": "<ref-object>"}): one ref per
+    # box pairs them by position, never with the previous box's label
+    originals = [[(o.label, o.bbox) for o in s.objects] for s in read_samples(belt_with_clip) if s.image]
+    assert sum(map(len, originals)) > 3
+    out = tmp_path / "swift.jsonl"
+    cli("data", "export", "--to", family, str(belt_with_clip), "--for", "swift", "--out", str(out))
+    for extra in ([], ["--family", family, "--for", "swift"]):
+        dest = tmp_path / f"back{len(extra)}"
+        cli("data", "import", "--from", "messages", str(out), "--out", str(dest), *extra)
+        back = [s for s in read_samples(dest) if s.image]  # records in the dataset's order
+        assert len(back) == len(originals)
+        for sample, objects in zip(back, originals, strict=True):  # the answer lists boxes in its own order
+            def rounded(pairs: list) -> list:
+                return sorted((label, [round(v, 2) for v in box]) for label, box in pairs)
+
+            assert rounded([(o.label, o.bbox) for o in sample.objects]) == rounded(objects)
+            assert "box_family" not in sample.meta  # the text holds neutral references only
+
+
+def test_llamafactory_entry_lists_images_and_videos_and_trl_has_no_literal_video(belt_with_clip: Path,
+                                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "lf" / "jam.json"
+    cli("data", "export", "--to", "qwen2.5-vl", str(belt_with_clip), "--for", "llamafactory", "--out", str(out))
+    entry = json.loads((out.parent / "dataset_info.json").read_text())["jam"]
+    assert entry["columns"] == {"messages": "messages", "images": "images", "videos": "videos"}
+    trl = tmp_path / "trl.jsonl"
+    cli("data", "export", "--to", "qwen2.5-vl", str(belt_with_clip), "--for", "trl", "--out", str(trl))
+    records = [json.loads(line) for line in trl.read_text().splitlines()]
+    clip = next(r for r in records if "videos" in r)
+    parts = clip["messages"][0]["content"]
+    assert {"type": "video"} in parts and not any("<video>" in p.get("text", "") for p in parts)

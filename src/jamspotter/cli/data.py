@@ -89,7 +89,8 @@ def import_cmd(
     from jamspotter.data.taxonomy import Taxonomy
     from jamspotter.outputs import check_output_dir, interrupts_as_exceptions, output_dir
 
-    if (family or min_pixels or max_pixels) and from_ not in (ImportKind.conversations, ImportKind.messages):
+    if (family or min_pixels is not None or max_pixels is not None) and from_ not in (ImportKind.conversations,
+                                                                                     ImportKind.messages):
         raise JamspotterError("--family/--min-pixels/--max-pixels apply to --from conversations|messages only")
     if (min_pixels or max_pixels or for_ != TrainerKind.plain) and not family:
         raise JamspotterError("--min-pixels/--max-pixels/--for need --family (the family whose box text the file "

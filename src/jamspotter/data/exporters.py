@@ -264,7 +264,7 @@ def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, l
         else:
             fh.write("[\n" + ",\n".join(lines) + "\n]\n")
     if info is not None:
-        kind = "videos" if any("videos" in r for r in records) else "images"
-        info[out.stem] = dataset_info_entry(out.name, kind)
+        kinds = tuple(k for k in ("images", "videos") if any(k in r for r in records)) or ("images",)
+        info[out.stem] = dataset_info_entry(out.name, kinds)
         write_json(info_path, info, indent=2)
     return ExportReport(out, len(records), len(reasons), tuple(reasons[:5]))

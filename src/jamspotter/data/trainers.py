@@ -148,16 +148,16 @@ class Trainer:
 
 
 def trl_record(rec: dict) -> dict:
-    """A `messages` record with every `<image>` placeholder turned into an `{"type": "image"}` content part.
+    """A `messages` record with every `<image>` / `<video>` placeholder turned into an image / video content part.
 
     TRL's vision collator and `apply_chat_template` read content lists; text parts keep the rest of the turn.
     """
     messages = []
     for m in rec["messages"]:
         parts: list[dict] = []
-        for piece in re.split(r"(<image>)", str(m["content"])):
-            if piece == "<image>":
-                parts.append({"type": "image"})
+        for piece in re.split(r"(<image>|<video>)", str(m["content"])):
+            if piece in ("<image>", "<video>"):
+                parts.append({"type": piece[1:-1]})
             elif piece.strip():
                 parts.append({"type": "text", "text": piece.strip("\n")})
         messages.append({"role": m["role"], "content": parts or [{"type": "text", "text": ""}]})
@@ -301,9 +301,9 @@ def get_trainer(name: str) -> Trainer:
     return TRAINER_SPECS[key]
 
 
-def dataset_info_entry(file_name: str, kind: str = "images") -> dict:
-    """LLaMA-Factory's dataset_info.json entry for a sharegpt `messages` + `images` (or `videos`) file."""
+def dataset_info_entry(file_name: str, kinds: tuple[str, ...] = ("images",)) -> dict:
+    """LLaMA-Factory's dataset_info.json entry for a sharegpt `messages` file with `images` and/or `videos`."""
     return {"file_name": file_name, "formatting": "sharegpt",
-            "columns": {"messages": "messages", kind: kind},
+            "columns": {"messages": "messages", **{kind: kind for kind in kinds}},
             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                      "assistant_tag": "assistant", "system_tag": "system"}}

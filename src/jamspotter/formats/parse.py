@@ -439,9 +439,13 @@ def family_box_texts(text: str, bare_lists: bool = False) -> tuple[list[BoxText]
     return found, [m.start() for m in _FAMILY_MARK_RE.finditer(_mask(text, used))]
 
 
+_NEUTRAL_KEY_RE = re.compile(r"[\"'](?:bbox_2d|point_2d)[\"']\s*:\s*(?=<bbox>)")
+
+
 def has_family_box_text(text: str) -> bool:
-    """Whether `text` holds box text whose numbers depend on the model family that wrote it."""
-    return bool(_FAMILY_MARK_RE.search(text))
+    """Whether `text` holds box text whose numbers depend on the model family that wrote it (a `bbox_2d` whose
+    value is a neutral `<bbox>` reference, as ms-swift grounding files write it, is not)."""
+    return bool(_FAMILY_MARK_RE.search(_NEUTRAL_KEY_RE.sub("", text)))
 
 
 def has_bare_box_list(text: str) -> bool:

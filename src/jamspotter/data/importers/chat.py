@@ -163,7 +163,10 @@ def _grounding(rec: dict, turns: list[Turn], size: tuple[int | None, int | None]
             if not w or not h:
                 raise EntryError("image size unknown (missing image?): cannot scale norm1000 objects.bbox to pixels")
             values = [values[0] * w / 1000, values[1] * h / 1000, values[2] * w / 1000, values[3] * h / 1000]
-        obj = ctx.box(str(state["label"]) or "object", values, w, h)
+        # one ref per box pairs them by position (a JSON answer names its label after the box); otherwise a box
+        # takes the last ref written before it ("<ref-object><bbox><bbox>": one label, several boxes)
+        label = str(refs[j]).strip() if len(refs) == len(boxes) else str(state["label"])
+        obj = ctx.box(label or "object", values, w, h)
         objects.append(obj)
         return box_ref(obj.bbox)
 
