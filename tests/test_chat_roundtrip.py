@@ -199,3 +199,11 @@ def test_llamafactory_entry_lists_images_and_videos_and_trl_has_no_literal_video
     clip = next(r for r in records if "videos" in r)
     parts = clip["messages"][0]["content"]
     assert {"type": "video"} in parts and not any("<video>" in p.get("text", "") for p in parts)
+
+
+def test_llamafactory_export_refuses_a_dataset_info_that_is_a_folder(belt_with_clip: Path, tmp_path: Path) -> None:
+    (tmp_path / "lf" / "dataset_info.json").mkdir(parents=True)
+    res = CliRunner().invoke(app, ["data", "export", "--to", "qwen2.5-vl", str(belt_with_clip), "--for",
+                                   "llamafactory", "--out", str(tmp_path / "lf" / "jam.json")])
+    assert res.exit_code == 2 and res.output.count("error:") == 1 and "dataset_info.json" in res.output
+    assert not (tmp_path / "lf" / "jam.json").exists()  # nothing half-written

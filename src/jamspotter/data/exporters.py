@@ -245,6 +245,8 @@ def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, l
     info_path, info = out.parent / "dataset_info.json", None
     if spec is not None and spec.name == "llamafactory":
         info = {}
+        if info_path.exists() and not info_path.is_file():  # checked before the data file is written
+            raise OutputError(f"{info_path}: not a file; LLaMA-Factory's dataset_info.json must be one")
         if info_path.is_file():
             from jamspotter.data.io import read_mapping
 
