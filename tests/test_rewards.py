@@ -11,6 +11,7 @@ Expected rewards are worked out by hand from the formulas in `jamspotter.train.r
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import random
@@ -502,3 +503,12 @@ def test_long_degenerate_text_is_scored_in_linear_time(text):
     for task in TASKS[:5]:
         check(all_rewards([text], "qwen2.5-vl", task=task, counts={"rope": 1}), 1)
     assert time.perf_counter() - start < 5.0
+
+
+def test_count_reward_reads_counts_given_as_json_as_it_reads_dicts() -> None:
+    # GRPO's dataset carries the counts of each row as a JSON object (their keys vary from row to row)
+    answers = ["rope: 2\ncardboard: 0", "rope: 1\ncardboard: 3"]
+    truth = [{"rope": 2, "cardboard": 1}, {"rope": 2, "cardboard": 1}]
+    as_dicts = count_reward(answers, counts=truth, task=["count"] * 2)
+    assert count_reward(answers, counts=[json.dumps(t) for t in truth], task=["count"] * 2) == as_dicts
+    assert as_dicts == [1 - (0 + 1) / 2, 1 - (0.5 + 1) / 2]  # |2-2|/2, |0-1|/1; |1-2|/2, min(1, |3-1|/1)

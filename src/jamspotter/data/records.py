@@ -110,6 +110,19 @@ class Sample(_Record):
         """Absolute (or root-relative) path of the image."""
         return self.resolve(self.image, root)
 
+    @property
+    def task(self) -> str:
+        """What the sample teaches, decided from what it carries (the one rule prompts, training and exports use):
+        "qa" (its turns), "sequence" (a numeric target), "classification" (a label and no boxes) or "detection"
+        (boxes, or none: the empty answer)."""
+        if self.qa:
+            return "qa"
+        if self.target is not None:
+            return "sequence"
+        if self.label is not None and not self.objects:
+            return "classification"
+        return "detection"
+
     def to_json(self) -> str:
         """One compact JSON line, without defaulted empty fields."""
         return self.model_dump_json(exclude_defaults=True)

@@ -164,11 +164,6 @@ def trl_record(rec: dict) -> dict:
     return {"messages": messages, **{k: v for k, v in rec.items() if k != "messages"}}
 
 
-def _is_detection(sample: Sample) -> bool:
-    """True when `Format.render_turns` renders the sample as one detection turn."""
-    return not sample.qa and sample.target is None and not (sample.label is not None and not sample.objects)
-
-
 def swift_record(sample: Sample, fmt: Format, rec: dict) -> dict:
     """ms-swift's native grounding form: `<ref-object>`/`<bbox>` placeholders and
     `objects: {"ref", "bbox", "bbox_type": "real"}` in ORIGINAL pixels (swift normalises them for the model
@@ -179,7 +174,7 @@ def swift_record(sample: Sample, fmt: Format, rec: dict) -> dict:
         return rec
     if sample.qa:
         return swift_qa_record(sample, rec)
-    if not _is_detection(sample) or fmt.with_reason:
+    if sample.task != "detection" or fmt.with_reason:
         return rec
     objects = sorted(fmt.expected_objects(sample.objects), key=lambda o: (o.bbox[1], o.bbox[0]))
     if not objects:

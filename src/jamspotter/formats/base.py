@@ -195,10 +195,11 @@ class Format:
         """
         from jamspotter.formats import tasks  # tasks imports Format for typing only
 
-        if sample.qa:
+        task = sample.task
+        if task == "qa":
             return [tasks.render_qa_turn(self, turn, sample) for turn in sample.qa]
-        if sample.target is not None:
+        if task == "sequence":
             return [tasks.render_sequence(sample)]
-        if sample.label is not None and not sample.objects:
+        if task == "classification":
             return [tasks.render_classification(sample, self.classes)]
         return [self.render_detection(sample)]

@@ -252,7 +252,7 @@ def expand_examples(samples: list[Sample], root: str | Path, tasks: Any, classes
             s = s.model_copy(update={"qa": []})
             if not s.objects and s.label is None:
                 continue
-        plain = not s.qa and s.target is None and not (s.label is not None and not s.objects)
+        plain = s.task == "detection"
         weight = tasks.detection if plain and s.objects else 1.0
         reps = int(weight) + (rng.random() < weight - int(weight))
         out += [Example(s, str(root))] * reps

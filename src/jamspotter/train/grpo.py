@@ -67,16 +67,15 @@ class GRPOResult:
 
 
 def task_of(sample: Sample) -> str | None:
-    """The reward task of a training example: detect, count or qna; None for what GRPO does not train on."""
+    """The reward task of a training example: detect, count or qna; None for what GRPO does not train on
+    (clips, image-level classes, numeric targets)."""
     from jamspotter.train.data import is_clip
 
     if is_clip(sample):
         return None
-    if sample.qa:
+    if sample.task == "qa":
         return "count" if sample.meta.get("task") == "count" else "qna"
-    if sample.label is not None and not sample.objects:
-        return None  # an image-level class only: SFT's classification task
-    return "detect"
+    return "detect" if sample.task == "detection" else None
 
 
 def grpo_rows(samples: list[Sample], root: Path, fmt: Format, contract: RunContract, *, seed: int = 0,
@@ -96,7 +95,7 @@ def grpo_rows(samples: list[Sample], root: Path, fmt: Format, contract: RunContr
         seen.add(s.id)
         task = task_of(s)
         if task is None:
-            skipped["clip" if s.image is None else "classification"] += 1
+            skipped["clip" if s.image is None else s.task] += 1
             continue
         messages, images, _, _ = build_conversation(fmt, Example(s, ex.root), with_answer=False)
         w, h = images[0].size
@@ -112,24 +111,6 @@ def grpo_rows(samples: list[Sample], root: Path, fmt: Format, contract: RunContr
         if limit is not None and len(rows) >= limit:
             break
     return rows, skipped
-
-
-def decode_columns(columns: dict[str, Any]) -> dict[str, Any]:
-    """Dataset columns as the reward functions take them (counts travel as JSON: their keys vary per row)."""
-    if "counts" in columns:
-        columns = {**columns, "counts": [json.loads(c) if isinstance(c, str) else c for c in columns["counts"]]}
-    return columns
-
-
-class _Columns:
-    """A reward with the dataset's encoded columns decoded first; keeps the reward's name for TRL's logs."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-        self.__name__ = fn.__name__
-
-    def __call__(self, completions: Any, **columns: Any) -> list[float | None]:
-        return self.fn(completions, **decode_columns(columns))
 
 
 def check_image_features(output: dict[str, Any], had_images: bool, image_pad_id: int, merge: int) -> None:
@@ -305,7 +286,7 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
     args.reward_weights = reward_weights
     environments = {PLAIN: PlainEnvironment, CROP: lambda: CropEnvironment(fmt, g.rewards.max_crops)}
     trainer = _trainer_class()(
-        model=model, reward_funcs=[_Columns(f) for f in funcs], args=args,
+        model=model, reward_funcs=funcs, args=args,
         train_dataset=datasets.Dataset.from_list(rows), processing_class=processor,
         environment_factory=environments, callbacks=[CompleteMarkerCallback(contract)])
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -477,7 +477,8 @@ def _count(v: Any) -> float | None:
 
 def count_reward(completions: Any, counts: Any = None, task: Any = None, **kw: Any) -> list[float | None]:
     """1 - mean over the asked classes of min(1, |pred - true| / max(1, true)) per count row; a class the answer
-    misses counts 1. Classes whose true count is missing (None, as `datasets` fills absent keys) are not asked.
+    misses counts 1. `counts` rows are dicts or JSON objects of them. Classes whose true count is missing (None,
+    as `datasets` fills absent keys) are not asked.
     None for other rows or when no class has a usable count."""
 
     def row(i: int, completion: Any) -> float | None:
@@ -485,6 +486,9 @@ def count_reward(completions: Any, counts: Any = None, task: Any = None, **kw: A
             return None
         _missing("count_reward", "counts", counts)
         truth = _at(counts, i)
+        if isinstance(truth, str):  # a JSON object: how GRPO's dataset carries counts (their keys vary per row)
+            with contextlib.suppress(ValueError, RecursionError):
+                truth = json.loads(truth)
         if not isinstance(truth, dict):
             return None
         asked = {normalise(str(k)): _count(v) for k, v in truth.items()}
