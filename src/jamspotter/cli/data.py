@@ -122,7 +122,9 @@ def import_cmd(
     missing = sum("missing_image" in s.flags for s in result.samples)
     console.print(f"imported {n} samples, {objects} objects -> {out / 'samples.jsonl'}"
                   + (f" ({missing} with missing images, flagged)" if missing else ""))
-    unknown = sum(s.meta.get("box_family") == "unknown" for s in result.samples)
+    from jamspotter.data.importers.chat import BOX_FAMILY, UNKNOWN_FAMILY
+
+    unknown = sum(s.meta.get(BOX_FAMILY) == UNKNOWN_FAMILY for s in result.samples)
     if unknown:
         console.print(f"{unknown} samples hold box text of a model family not given: chat exports refuse them; "
                       "import again with --family FAMILY (the family that wrote the file) to convert it")

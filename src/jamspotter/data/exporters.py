@@ -212,10 +212,12 @@ def check_box_family(samples: Sequence[Sample], family: str) -> None:
     Chat importers mark such samples `meta["box_family"]`; rendering them for `family` would copy the
     numbers unchanged into a family that reads them in other coordinates.
     """
-    bad = [s for s in samples if s.meta.get("box_family") not in (None, family)]
+    from jamspotter.data.importers.chat import BOX_FAMILY, UNKNOWN_FAMILY
+
+    bad = [s for s in samples if s.meta.get(BOX_FAMILY) not in (None, family)]
     if bad:
-        written_by = bad[0].meta["box_family"]
-        what = "an unknown model family" if written_by == "unknown" else written_by
+        written_by = bad[0].meta[BOX_FAMILY]
+        what = "an unknown model family" if written_by == UNKNOWN_FAMILY else written_by
         more = f" ({len(bad) - 1} more samples like it)" if len(bad) > 1 else ""
         raise DataError(f"sample {bad[0].id}: its turns hold box coordinates written for {what}, which a {family} "
                         f"export would copy unchanged{more}; re-import the chat file with --family FAMILY "

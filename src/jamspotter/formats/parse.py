@@ -41,7 +41,8 @@ _TOKEN_RE = re.compile(
 )
 _PAIR = rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)"
 _PLAIN_PAIRS_RE = re.compile(rf"{_PAIR}\s*(?:,|-|to)?\s*{_PAIR}")
-_PLAIN_LIST_RE = re.compile(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
+_BOX4 = rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]"  # [x1, y1, x2, y2]
+_PLAIN_LIST_RE = re.compile(_BOX4)
 _SPECIALS_RE = re.compile(r"[{}\"'\\\\]")
 _TOOL_CALL_SPAN_RE = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.S)
 _THINK_SPAN_RE = re.compile(r"<think>.*?(</think>|(?=<answer>)|$)", re.S)
@@ -394,7 +395,6 @@ def extract_boxes(text: Any) -> tuple[list[RawBox], list[str]]:
 
 
 # ---- family box text inside chat text -> neutral references ------------------------------------------
-_BOX4 = rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]"
 _FAMILY_TEXT_RES = (
     ("token", re.compile(r"(?:<\|object_ref_start\|>(?P<label>[^<]*)<\|object_ref_end\|>\s*)?<\|box_start\|>\s*"
                          rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*,?\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*<\|box_end\|>")),
@@ -402,8 +402,7 @@ _FAMILY_TEXT_RES = (
     ("call", re.compile(r"<tool_call>\s*(?P<box>" + _BOX4 + r")\s*</tool_call>")),
 )
 _FAMILY_MARK_RE = re.compile(r"<\|box_start\|>|<\|box_end\|>|[\"'](?:bbox_2d|point_2d)[\"']\s*:|<tool_call>\s*\[")
-_BARE_LIST_RE = re.compile(_BOX4)
-_REF_SPAN_RE = re.compile(r"<bbox>.*?</bbox>", re.S)  # neutral references: already original pixels
+REF_SPAN_RE = re.compile(r"<bbox>.*?</bbox>", re.S)  # neutral references: already original pixels
 
 
 @dataclass
@@ -426,8 +425,8 @@ def family_box_texts(text: str, bare_lists: bool = False) -> tuple[list[BoxText]
     writes (`point_2d`, nested or broken boxes, lone box tokens) is returned as an offset.
     """
     found: list[BoxText] = []
-    used: list[tuple[int, int]] = [m.span() for m in _REF_SPAN_RE.finditer(text)] if bare_lists else []
-    kinds = (*_FAMILY_TEXT_RES, ("list", _BARE_LIST_RE)) if bare_lists else _FAMILY_TEXT_RES
+    used: list[tuple[int, int]] = [m.span() for m in REF_SPAN_RE.finditer(text)] if bare_lists else []
+    kinds = (*_FAMILY_TEXT_RES, ("list", _PLAIN_LIST_RE)) if bare_lists else _FAMILY_TEXT_RES
     for kind, rx in kinds:
         for m in rx.finditer(_mask(text, used)):
             span = m.span() if kind in ("token", "list") else m.span("box")
@@ -450,7 +449,7 @@ def has_family_box_text(text: str) -> bool:
 
 def has_bare_box_list(text: str) -> bool:
     """Whether `text` holds a list of exactly 4 numbers outside neutral `<bbox>...</bbox>` references."""
-    return bool(_BARE_LIST_RE.search(_mask(text, [m.span() for m in _REF_SPAN_RE.finditer(text)])))
+    return bool(_PLAIN_LIST_RE.search(_mask(text, [m.span() for m in REF_SPAN_RE.finditer(text)])))
 
 
 def to_box_refs(fmt: Format, text: str, image_size: tuple[int, int],

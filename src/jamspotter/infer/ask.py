@@ -67,13 +67,6 @@ def _stop_ids(det: Detector) -> list[int]:
     return ids
 
 
-def _cut(det: Detector, text: str) -> str:
-    """The turn up to the end-of-turn token (what follows is not the model's turn)."""
-    for stop in det._stops:
-        text = text.split(stop, 1)[0]
-    return text
-
-
 def _generate_turn(det: Detector, messages: list[dict[str, Any]], images: list[Any], max_new_tokens: int,
                    stop_ids: list[int]) -> tuple[str, Any, bool]:
     """(generated text, processor inputs, cut at max_new_tokens) for the conversation so far."""
@@ -130,7 +123,7 @@ def ask(det: Detector, image: ImageLike, question: str, max_crops: int = 3,
     """Answer `question` about `image` with up to `max_crops` crop images; see `Detector.ask`."""
     from jamspotter.formats.crop import CropTool, tool_error_text
     from jamspotter.formats.tasks import CROP_TOOL, parse_vqa, resolve_box_refs
-    from jamspotter.infer.detector import to_pil
+    from jamspotter.infer.detector import cut_at_stops, to_pil
     from jamspotter.models.chat import use_tool_template
 
     if not isinstance(question, str) or not question.strip():
@@ -158,7 +151,7 @@ def ask(det: Detector, image: ImageLike, question: str, max_crops: int = 3,
         if tool.image is None:  # the first turn: the input size the model's coordinates refer to
             input_size = _input_size(det, inputs, original)
             tool.reset(original, det.format, input_size=input_size, max_calls=max_crops)
-        turn = _cut(det, raw)
+        turn = cut_at_stops(raw, det._stops)
         call = _TOOL_CALL_RE.search(turn)
         if call is None:
             said.append(turn)

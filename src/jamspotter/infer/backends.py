@@ -32,6 +32,7 @@ from jamspotter.infer.detector import (
     _batched,
     check_task,
     contract_for_task,
+    cut_at_stops,
     detect_in_batches,
     iter_video_frames,
 )
@@ -124,9 +125,7 @@ class _TextBackend:
 
 
 def _cut(text: str) -> str:
-    for stop in STOPS:
-        text = text.split(stop, 1)[0]
-    return text.strip()
+    return cut_at_stops(text, STOPS).strip()
 
 
 class OpenAIBackend(_TextBackend):

@@ -95,6 +95,13 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def cut_at_stops(text: str, stops: Iterable[str]) -> str:
+    """`text` up to the first of `stops` (end-of-turn tokens: what follows is not the model's turn)."""
+    for stop in stops:
+        text = text.split(stop, 1)[0]
+    return text
+
+
 def detect_in_batches(images: Sequence[ImageLike], answer: Callable[[list[Any]], list[Detections]],
                       batch_size: int = 4, *, progress: bool = False, skip_unreadable: bool = False
                       ) -> list[Detections]:
@@ -214,9 +221,7 @@ class Detector:
 
     def _clean(self, text: str) -> str:
         """Cut the answer at the end-of-turn token (what follows is padding)."""
-        for stop in self._stops:
-            text = text.split(stop, 1)[0]
-        return text.strip()
+        return cut_at_stops(text, self._stops).strip()
 
     def _input_sizes(self, inputs: Any, images: list[Any]) -> list[tuple[int, int]]:
         """(width, height) each image was resized to, from the processor's patch grid when it reports one."""

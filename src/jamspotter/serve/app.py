@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jamspotter.errors import DataError, JamspotterError
+from jamspotter.errors import JamspotterError
 from jamspotter.serve.auth import make_require_token
 from jamspotter.serve.batching import Batcher, NotReady, QueueFull
 from jamspotter.serve.limits import BodyLimitMiddleware, decode_base64, decode_image, error_response
@@ -279,8 +279,6 @@ async def _answer(app: FastAPI, work: Awaitable[Any]) -> Any:
         return await asyncio.wait_for(work, timeout)
     except asyncio.TimeoutError:
         raise HTTPException(504, f"no answer within {timeout:g} s") from None
-    except DataError as e:  # the request itself is wrong (e.g. a question naming an impossible region)
-        raise HTTPException(400, e.format_message()) from None
 
 
 def _media_type(request: Request) -> str:

@@ -25,15 +25,13 @@ import cv2
 import numpy as np
 
 from jamspotter.data.records import BoxObject, Sample
-from jamspotter.data.taxonomy import Taxonomy
+from jamspotter.data.taxonomy import DEFAULT_TAXONOMY
 from jamspotter.errors import JamspotterError
 from jamspotter.synth.belt import make_belt
 from jamspotter.synth.conditions import Conditions, encode_jpeg, lighting_field, sample_conditions
 from jamspotter.synth.items import JAM_KINDS, OTHER_KINDS, draw_item, pick_kind
 from jamspotter.synth.patch import SHADOW_OFFSET, SHADOW_REACH, ItemPatch, gray3, make_patch
 from jamspotter.synth.scene import Placed, Scene, compose
-
-TAXONOMY = Taxonomy()
 
 # The rectangles world: colours, background and side range (25..60 px at 112x112, scaled with the short side).
 SHAPE_COLORS: dict[str, tuple[int, int, int]] = {
@@ -135,7 +133,7 @@ def _draw_labels(rng: np.random.Generator) -> list[str]:
 
 
 def _box_object(label: str, box: tuple[int, int, int, int] | list[float], **attributes: object) -> BoxObject:
-    return BoxObject(label=label, bbox=[float(v) for v in box], jam_risk=TAXONOMY.jam_risk(label),
+    return BoxObject(label=label, bbox=[float(v) for v in box], jam_risk=DEFAULT_TAXONOMY.jam_risk(label),
                      attributes=dict(attributes))
 
 

@@ -55,7 +55,7 @@ from jamspotter.data.importers._common import (
 from jamspotter.data.records import BoxObject, QATurn, Sample
 from jamspotter.data.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from jamspotter.errors import DataError
-from jamspotter.formats.parse import has_bare_box_list, has_family_box_text, to_box_refs
+from jamspotter.formats.parse import REF_SPAN_RE, has_bare_box_list, has_family_box_text, to_box_refs
 from jamspotter.formats.tasks import box_ref, fmt_num
 
 if TYPE_CHECKING:
@@ -264,14 +264,9 @@ def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int 
     `trainer` (a `jamspotter.data.trainers` name) reads Qwen2.5-VL pixels as that trainer resized the image
     (LLaMA-Factory and ms-swift shrink it before smart_resize); the budget then overrides its default.
     """
-    from jamspotter.formats import get_format
+    from jamspotter.data.trainers import get_trainer
 
-    if trainer is not None and trainer != "plain":
-        from jamspotter.data.trainers import get_trainer
-
-        fmt, _ = get_trainer(trainer).format(family, min_pixels=min_pixels, max_pixels=max_pixels)
-    else:
-        fmt = get_format(family, min_pixels=min_pixels, max_pixels=max_pixels)
+    fmt, _ = get_trainer(trainer or "plain").format(family, min_pixels=min_pixels, max_pixels=max_pixels)
     taxonomy = taxonomy or DEFAULT_TAXONOMY
     bare = fmt.write_box([0, 0, 0, 0]).startswith("[")  # the family refers to boxes in prose as bare lists
     out: list[Sample] = []
@@ -290,7 +285,6 @@ def apply_box_family(samples: Sequence[Sample], family: str, *, min_pixels: int 
     return out, skipped
 
 
-_REF_RE = re.compile(r"<bbox>.*?</bbox>", re.S)
 
 
 def _converted(s: Sample, fmt: Format, taxonomy: Taxonomy, bare_lists: bool) -> Sample:
@@ -309,7 +303,7 @@ def _converted(s: Sample, fmt: Format, taxonomy: Taxonomy, bare_lists: bool) -> 
     objects = list(s.objects)
     seen = {(o.label, tuple(o.bbox)) for o in objects}
     for turn in s.qa:
-        answer = _REF_RE.sub(lambda m: " " * len(m.group(0)), turn.answer)  # references are original pixels
+        answer = REF_SPAN_RE.sub(lambda m: " " * len(m.group(0)), turn.answer)  # references are original pixels
         boxes, _ = fmt.parse_detections(answer, (s.width, s.height))
         for o in boxes:
             bbox = [round(v, 4) for v in o.bbox]  # the precision of the `<bbox>` references in the text
