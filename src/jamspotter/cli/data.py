@@ -226,7 +226,7 @@ def export_cmd(
             console.print(f"{family} for {trainer.name}: boxes written for {budget}", markup=False)
             console.print("image paths: " + (f"relative to {out.parent}; {trainer.name} resolves them against "
                                              f"{trainer.paths}" if relative_paths else "absolute"), markup=False)
-            if trainer.name == "llamafactory":
+            if trainer.dataset_info:
                 console.print(f"dataset_info.json entry {out.stem!r} -> {out.parent / 'dataset_info.json'}",
                               markup=False)
     console.print(f"wrote {report.written} records -> {report.path}")

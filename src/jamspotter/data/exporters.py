@@ -245,7 +245,7 @@ def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, l
     if spec is not None and spec.json_list and out.suffix == ".jsonl":
         raise OutputError(f"{out}: {spec.name} reads one JSON list (json.load), not JSONL; name the file .json")
     info_path, info = out.parent / "dataset_info.json", None
-    if spec is not None and spec.name == "llamafactory":
+    if spec is not None and spec.dataset_info:
         info = {}
         if info_path.exists() and not info_path.is_file():  # checked before the data file is written
             raise OutputError(f"{info_path}: not a file; LLaMA-Factory's dataset_info.json must be one")

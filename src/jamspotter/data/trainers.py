@@ -37,7 +37,6 @@ from jamspotter.formats.base import Format
 from jamspotter.formats.parse import NUM
 from jamspotter.formats.resize import ResizeParams
 
-TRAINERS: tuple[str, ...] = ("plain", "swift", "llamafactory", "qwen-vl-finetune", "2u1", "trl")
 _ALIASES = {"ms-swift": "swift", "llama-factory": "llamafactory", "llama_factory": "llamafactory",
             "qwen-vl": "qwen-vl-finetune", "qwenvl": "qwen-vl-finetune", "qwen2-vl-finetune": "2u1"}
 
@@ -98,6 +97,9 @@ class Trainer:
     pre: PreStep | None = None  # the trainer's first step; --min/--max-pixels then set it, not the processor
     paths: str = ""  # what the trainer resolves a relative image path against
     flags: Callable[[int | None, int | None], str] = field(default=lambda lo, hi: "")
+    convert: Callable[[Sample, Format, dict], dict] | None = None  # from the layout's record to the trainer's own
+    dataset_info: bool = False  # the trainer finds files through a dataset_info.json entry (LLaMA-Factory)
+    bbox_format_flag: bool = False  # JSON families need QWENVL_BBOX_FORMAT=new (ms-swift's template)
     min_to_processor: bool = False  # --min-pixels sets the processor's minimum even with a first step (swift)
 
     def format(self, family: str, *, min_pixels: int | None = None, max_pixels: int | None = None,
@@ -129,7 +131,7 @@ class Trainer:
             budget = (f"{self.name} resize {first}, then processor min_pixels={q.min_pixels}, "
                       f"max_pixels={q.max_pixels}")
             flag = self.flags(lo, hi)
-        if self.name == "swift" and family_needs_new_bbox_format(fmt.family):
+        if self.bbox_format_flag and family_needs_new_bbox_format(fmt.family):
             # swift/template/templates/qwen.py: the default QWENVL_BBOX_FORMAT=legacy fills <bbox>/<ref-object>
             # with Qwen2-VL's special tokens, which would break the JSON answer (benchmarks/peer_loaders.py saw it)
             flag = "QWENVL_BBOX_FORMAT=new (environment)" + (f", {flag}" if flag else "")
@@ -140,11 +142,7 @@ class Trainer:
         from jamspotter.data.exporters import chat_record
 
         rec = chat_record(sample, fmt, self.layout, root, out_dir)
-        if isinstance(rec, str) or self.name in ("plain", "llamafactory", "qwen-vl-finetune", "2u1"):
-            return rec
-        if self.name == "trl":
-            return trl_record(rec)
-        return swift_record(sample, fmt, rec)
+        return rec if isinstance(rec, str) or self.convert is None else self.convert(sample, fmt, rec)
 
 
 def trl_record(rec: dict) -> dict:
@@ -271,10 +269,11 @@ _TRAINER_LIST: tuple[Trainer, ...] = (
                 ([f"--max_pixels {hi}"] if hi is not None else [])
                 + ([f"MIN_PIXELS={lo} (environment)"] if lo is not None else []))
             or "no --max_pixels and no MAX_PIXELS/MIN_PIXELS environment variables (their defaults)",
-            min_to_processor=True),
+            min_to_processor=True, convert=swift_record, bbox_format_flag=True),
     Trainer("llamafactory", "messages", False, 32 * 32, 768 * 768, pre=llamafactory_shrink,
             paths="`media_dir` (default: `dataset_dir`, the folder of dataset_info.json)",
-            flags=lambda lo, hi: f"image_min_pixels: {lo} and image_max_pixels: {hi} (training YAML)"),
+            flags=lambda lo, hi: f"image_min_pixels: {lo} and image_max_pixels: {hi} (training YAML)",
+            dataset_info=True),
     Trainer("qwen-vl-finetune", "conversations", False, 784, 50176,
             paths="the dataset's `data_path` in qwenvl/data/__init__.py",
             flags=lambda lo, hi: f"--min_pixels {lo} --max_pixels {hi}"),
@@ -283,7 +282,8 @@ _TRAINER_LIST: tuple[Trainer, ...] = (
             flags=lambda lo, hi: f"--image_min_pixels {lo} --image_max_pixels {hi}"),
     Trainer("trl", "messages", False, None, None,
             paths="the folder training runs in (the processor opens paths as given)",
-            flags=lambda lo, hi: f"AutoProcessor.from_pretrained(MODEL, min_pixels={lo}, max_pixels={hi})"),
+            flags=lambda lo, hi: f"AutoProcessor.from_pretrained(MODEL, min_pixels={lo}, max_pixels={hi})",
+            convert=lambda sample, fmt, rec: trl_record(rec)),
 )
 TRAINER_SPECS: dict[str, Trainer] = {t.name: t for t in _TRAINER_LIST}
 
@@ -292,7 +292,7 @@ def get_trainer(name: str) -> Trainer:
     """The `Trainer` called `name` (case-insensitive; ms-swift, llama-factory accepted); unknown names raise."""
     key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
     if key not in TRAINER_SPECS:
-        raise JamspotterError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
+        raise JamspotterError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINER_SPECS)}")
     return TRAINER_SPECS[key]
 
 
