@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jamspotter.errors import DataError, JamspotterError
+from jamspotter.errors import JamspotterError
 
 if TYPE_CHECKING:
     from jamspotter.infer.detector import Detector, ImageLike
@@ -70,23 +70,10 @@ def _stop_ids(det: Detector) -> list[int]:
 def _generate_turn(det: Detector, messages: list[dict[str, Any]], images: list[Any], max_new_tokens: int,
                    stop_ids: list[int]) -> tuple[str, Any, bool]:
     """(generated text, processor inputs, cut at max_new_tokens) for the conversation so far."""
-    import torch
-
     from jamspotter.formats.crop import crop_tool_schema
 
-    text = det.processor.apply_chat_template(messages, tools=[crop_tool_schema()], add_generation_prompt=True,
-                                             tokenize=False)
-    try:
-        inputs = det.processor(text=[text], images=images, return_tensors="pt")
-    except ValueError as e:  # e.g. an aspect ratio over 200, which Qwen-VL processors refuse
-        w, h = images[0].size
-        raise DataError(f"cannot prepare the {w}x{h} image for {det.family}: {str(e).splitlines()[0]}") from None
-    inputs = inputs.to(det.model.device)
-    with torch.inference_mode():
-        out = det.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                 suppress_tokens=det._suppress, pad_token_id=det.tokenizer.pad_token_id,
-                                 eos_token_id=stop_ids)
-    new = out[0, inputs["input_ids"].shape[1]:]
+    new, inputs = det.generate_turn(messages, images, max_new_tokens, tools=[crop_tool_schema()],
+                                    eos_token_id=stop_ids)
     cut = len(new) >= max_new_tokens and int(new[-1]) not in stop_ids
     return det.tokenizer.decode(new, skip_special_tokens=False), inputs, cut
 

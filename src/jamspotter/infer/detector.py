@@ -230,16 +230,32 @@ class Detector:
             return [(int(w) * self._patch, int(h) * self._patch) for _, h, w in grid.tolist()]
         return [self.format.input_size(*im.size) for im in images]
 
-    def _generate(self, images: list[Any]) -> list[Detections]:
-        import torch
-
-        text = self._chat_text()
+    def _prepare(self, texts: list[str], images: list[Any]) -> Any:
+        """Processor inputs on the model's device; an image the processor refuses is one DataError."""
         try:
-            inputs = self.processor(text=[text] * len(images), images=images, padding=True, return_tensors="pt")
+            inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         except ValueError as e:  # e.g. an aspect ratio over 200, which Qwen-VL processors refuse
             sizes = ", ".join(f"{w}x{h}" for w, h in (im.size for im in images))
             raise DataError(f"cannot prepare images ({sizes}) for {self.family}: {str(e).splitlines()[0]}") from None
-        inputs = inputs.to(self.model.device)
+        return inputs.to(self.model.device)
+
+    def generate_turn(self, messages: list[dict[str, Any]], images: list[Any], max_new_tokens: int, *,
+                      tools: list[dict[str, Any]] | None = None, **generate: Any) -> tuple[Any, Any]:
+        """(new token ids, processor inputs) of one answer to a chat-template conversation: greedy unless
+        `generate` says otherwise, vision pads suppressed. The crop-tool loop and the chat route use it."""
+        import torch
+
+        text = self.processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+        inputs = self._prepare([text], images)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, suppress_tokens=self._suppress,
+                                      pad_token_id=self.tokenizer.pad_token_id, **{"do_sample": False, **generate})
+        return out[0, inputs["input_ids"].shape[1]:], inputs
+
+    def _generate(self, images: list[Any]) -> list[Detections]:
+        import torch
+
+        inputs = self._prepare([self._chat_text()] * len(images), images)
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                       suppress_tokens=self._suppress, pad_token_id=self.tokenizer.pad_token_id)

@@ -106,25 +106,11 @@ def prepare_chat(request: ChatRequest, max_new_tokens: int, max_pixels: int) -> 
 def generate_chat(detector: Any, messages: list[dict], images: list[Any], max_new_tokens: int,
                   temperature: float | None = None, top_p: float | None = None) -> ChatResult:
     """Run `messages` (chat-template form, `{"type": "image"}` parts) through the detector's model and processor."""
-    import torch
-
-    from jamspotter.errors import DataError
-
-    processor, model = detector.processor, detector.model
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    try:
-        inputs = processor(text=[text], images=images or None, return_tensors="pt")
-    except ValueError as e:  # an image the processor refuses, or image parts and images that disagree
-        raise DataError(f"cannot prepare the messages: {str(e).splitlines()[0]}") from None
-    inputs = inputs.to(model.device)
     sample = bool(temperature)
     kwargs: dict[str, Any] = {"do_sample": sample}
     if sample:
         kwargs.update(temperature=float(temperature), top_p=float(top_p or 1.0))
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, suppress_tokens=detector._suppress,
-                             pad_token_id=detector.tokenizer.pad_token_id, **kwargs)
-    new = out[0, inputs["input_ids"].shape[1]:]
+    new, inputs = detector.generate_turn(messages, images, max_new_tokens, **kwargs)
     full = detector.tokenizer.decode(new, skip_special_tokens=False)  # Qwen2-VL writes boxes with special tokens
     stopped = any(stop in full for stop in detector._stops)
     return ChatResult(text=detector._clean(full), prompt_tokens=int(inputs["input_ids"].shape[1]),
