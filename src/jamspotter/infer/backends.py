@@ -255,8 +255,7 @@ class VLLMBackend(_TextBackend):
             import vllm
         except ImportError:
             raise JamspotterError("--backend vllm needs vLLM: pip install 'jamspotter[vllm]' (Linux + CUDA)") from None
-        from jamspotter.formats import resize_params
-        from jamspotter.infer.detector import load_contract
+        from jamspotter.infer.detector import load_contract, settle_contract
         from jamspotter.models.families import check_family
         from jamspotter.models.loading import adapter_base, check_model_source, detect_family, load_processor
 
@@ -271,11 +270,8 @@ class VLLMBackend(_TextBackend):
         lo = min_pixels if min_pixels is not None else (trained.min_pixels if trained else None)
         hi = max_pixels if max_pixels is not None else (trained.max_pixels if trained else None)
         processor = load_processor(source, min_pixels=lo, max_pixels=hi)
-        params = resize_params(processor)
-        if trained is None:
-            trained = untrained_contract(detected, params.min_pixels, params.max_pixels)
-        self._set_contract(trained.model_copy(update={"min_pixels": params.min_pixels,
-                                                      "max_pixels": params.max_pixels}), task)
+        self._set_contract(settle_contract(trained, detected, processor, name_or_path), task)
+        params = self.contract
         self.max_new_tokens = int(max_new_tokens)
         self.name_or_path = str(name_or_path)
         mm = ({"size": {"shortest_edge": params.min_pixels, "longest_edge": params.max_pixels}}

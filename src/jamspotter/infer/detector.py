@@ -48,6 +48,19 @@ def contract_for_task(contract: RunContract, task: str) -> RunContract:
     return contract.model_copy(update={"jam_only": task == "detect_jam", "with_reason": False})
 
 
+def settle_contract(trained: RunContract | None, family: str, processor: Any, name: str | Path) -> RunContract:
+    """The contract a loaded model answers by: its own (its family checked against the weights) or, for a model
+    jamspotter did not train, the default one; either way with the pixel budget of the processor loaded."""
+    from jamspotter.formats import resize_params
+
+    params = resize_params(processor)
+    if trained is None:
+        trained = untrained_contract(family, params.min_pixels, params.max_pixels)
+    elif trained.family != family:
+        raise JamspotterError(f"{name}: jamspotter.json says {trained.family} but the model is a {family}")
+    return trained.model_copy(update={"min_pixels": params.min_pixels, "max_pixels": params.max_pixels})
+
+
 def to_pil(image: ImageLike) -> Any:
     """An RGB PIL image from a PIL image, a path (read upright, EXIF applied) or an H x W x 3 uint8 array.
 
@@ -157,7 +170,6 @@ class Detector:
     ) -> None:
         import torch
 
-        from jamspotter.formats import resize_params
         from jamspotter.models import load_model
 
         check_task(task)  # before the model is loaded
@@ -169,13 +181,7 @@ class Detector:
             name_or_path, family=family, quantization=quantization, dtype=dtype, attn=attn, min_pixels=min_pixels,
             max_pixels=max_pixels, video_min_pixels=trained.video_min_pixels if trained else None,
             video_max_pixels=trained.video_max_pixels if trained else None)
-        params = resize_params(processor)
-        if trained is None:
-            trained = untrained_contract(model.jamspotter_family, params.min_pixels, params.max_pixels)
-        elif trained.family != model.jamspotter_family:
-            raise JamspotterError(f"{name_or_path}: jamspotter.json says {trained.family} but the model is a "
-                                  f"{model.jamspotter_family}")
-        contract = trained.model_copy(update={"min_pixels": params.min_pixels, "max_pixels": params.max_pixels})
+        contract = settle_contract(trained, model.jamspotter_family, processor, name_or_path)
         if quantization is None:  # bitsandbytes models are already placed by load_model
             model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.eval()
