@@ -50,7 +50,7 @@ def contract_for_task(contract: RunContract, task: str) -> RunContract:
 
 def settle_contract(trained: RunContract | None, family: str, processor: Any, name: str | Path) -> RunContract:
     """The contract a loaded model answers by: its own (its family checked against the weights) or, for a model
-    jamspotter did not train, the default one; either way with the pixel budget of the processor loaded."""
+    trained elsewhere, the default one; either way with the pixel budget of the processor loaded."""
     from jamspotter.formats import resize_params
 
     params = resize_params(processor)
