@@ -254,8 +254,8 @@ def export_chat(samples: Sequence[Sample], fmt: TurnRenderer, out: str | Path, l
 
             info = dict(read_mapping(info_path, "LLaMA-Factory dataset_info.json"))
     records, reasons = [], []
+    out_dir = out.parent if relative_paths else None
     for s in samples:
-        out_dir = out.parent if relative_paths else None
         rec = spec.record(s, fmt, root, out_dir) if spec is not None else chat_record(s, fmt, layout, root, out_dir)
         if isinstance(rec, str):
             reasons.append(f"{s.id}: {rec}")

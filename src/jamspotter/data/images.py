@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from jamspotter.errors import DataError
 
 ORIENTATION_TAG = 0x0112
-_SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 or 270 degrees
+SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 or 270 degrees
 # Errors Pillow raises for unreadable, truncated, hostile or oversized files.
 _IMAGE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
                  Image.DecompressionBombWarning)
@@ -36,7 +36,7 @@ def upright_size(path: str | Path) -> tuple[int, int] | None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
-                if im.getexif().get(ORIENTATION_TAG, 1) in _SWAPS_SIDES:
+                if im.getexif().get(ORIENTATION_TAG, 1) in SWAPS_SIDES:
                     w, h = h, w
                 return w, h
     except FileNotFoundError:

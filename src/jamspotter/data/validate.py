@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from jamspotter.data.boxes import clip_box
-from jamspotter.data.images import ORIENTATION_TAG, upright_size
+from jamspotter.data.images import ORIENTATION_TAG, SWAPS_SIDES, upright_size
 from jamspotter.data.records import Sample
 from jamspotter.errors import DataError
 
@@ -48,19 +48,11 @@ def check_box(bbox: Sequence[float], width: float | None, height: float | None) 
     return box, None
 
 
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """`(width, height)` of the image as shown (EXIF orientation applied), from the header only.
-
-    None when the file is absent; an unreadable or oversized image raises DataError.
-    """
-    return upright_size(path)
-
-
 def exif_transposed(path: str | Path) -> bool:
     """True when the image's EXIF orientation swaps width and height when displayed."""
     try:
         with Image.open(path) as im:
-            return im.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+            return im.getexif().get(ORIENTATION_TAG, 1) in SWAPS_SIDES
     except Exception:  # noqa: BLE001 - only a hint: any unreadable header means "no rotation known"
         return False
 
@@ -109,7 +101,7 @@ def validate_samples(samples: Iterable[Sample], root: str | Path | None, check_i
             continue
         path = s.image_path(root)
         try:
-            real = image_size(path)
+            real = upright_size(path)
         except DataError as e:
             problems.append(f"{where}: {e.format_message()}")
             continue

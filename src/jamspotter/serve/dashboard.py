@@ -177,16 +177,17 @@ class Dashboard:
                 bbox=box.bbox if box else None, frame=r.frame.index, time_s=r.frame.time_s, source=r.frame.source,
                 thumbnail=jpeg(drawn, THUMB_SIDE), when=now).id
         h, w = r.frame.image.shape[:2]
+        jams = [self.taxonomy.is_jam(b) for b in r.pred.objects]  # the one jam rule, once per box
         event = {"frame": r.frame.index, "time": now, "time_s": r.frame.time_s, "source": r.frame.source,
                  "width": w, "height": h, "label": r.pred.label, "confidence": r.pred.confidence, "jam": r.jam,
                  "alert": r.alert, "alert_id": alert_id, "review": r.review, "latency_ms": round(r.latency_ms, 1),
                  "problems": list(r.pred.problems),
                  "detections": [{"label": b.label, "bbox": [round(v, 1) for v in b.bbox],
-                                 "jam_risk": self.taxonomy.is_jam(b), "score": b.score, "reason": b.reason}
-                                for b in r.pred.objects]}
+                                 "jam_risk": jam, "score": b.score, "reason": b.reason}
+                                for b, jam in zip(r.pred.objects, jams, strict=True)]}
         picture = jpeg(drawn)
         with self._lock:
-            self._seen.extend((now, b.label, self.taxonomy.is_jam(b)) for b in r.pred.objects)
+            self._seen.extend((now, b.label, jam) for b, jam in zip(r.pred.objects, jams, strict=True))
             self.state["frames"] += 1
             event["frames"] = self.state["frames"]
             self.latest, self.latest_jpeg = event, picture
