@@ -101,17 +101,18 @@ def load_processor(name_or_path: str | Path, *, min_pixels: int | None = None, m
     from transformers import AutoImageProcessor, AutoProcessor, AutoVideoProcessor
 
     path = str(check_model_source(name_or_path))
-    parts: dict[str, Any] = {}
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     for name, auto, lo, hi in (("image_processor", AutoImageProcessor, min_pixels, max_pixels),
                                ("video_processor", AutoVideoProcessor, video_min_pixels, video_max_pixels)):
         if lo is None and hi is None:
             continue
-        size = _budget(auto.from_pretrained(path, trust_remote_code=False).size, lo, hi)
-        parts[name] = auto.from_pretrained(path, trust_remote_code=False, size=size,
-                                           min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-    for name, part in parts.items():  # set after loading: given to from_pretrained they end up in save_pretrained
-        setattr(processor, name, part)
+        loaded = getattr(processor, name, None)
+        stored = loaded.size if loaded is not None else auto.from_pretrained(path, trust_remote_code=False).size
+        size = _budget(stored, lo, hi)
+        # set after loading: given to AutoProcessor.from_pretrained they would end up in save_pretrained
+        setattr(processor, name, auto.from_pretrained(path, trust_remote_code=False, size=size,
+                                                      min_pixels=size["shortest_edge"],
+                                                      max_pixels=size["longest_edge"]))
     processor.tokenizer.padding_side = "left"
     video = getattr(processor, "video_processor", None)
     if video is not None and hasattr(video, "cap_pixels_per_frame") and video.cap_pixels_per_frame is None:
