@@ -7,6 +7,7 @@ RLE segmentations (crowd masks) keep no polygon; the box is still imported. Numb
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def _polygon(seg: object) -> list[list[float]] | None:
 
 def _check_area(ann: dict) -> None:
     area = ann.get("area")
-    if area is not None and (isinstance(area, bool) or not isinstance(area, int | float) or not finite([area], "area")
+    if area is not None and (isinstance(area, bool) or not isinstance(area, int | float) or not math.isfinite(area)
                              or area < 0):
         raise EntryError(f"area must be a finite number >= 0, got {area!r}")
 
@@ -44,12 +45,10 @@ def _unique_image_ids(name: str, images: list) -> None:
     first: dict[object, int] = {}
     for i, img in enumerate(images):
         key = img.get("id") if isinstance(img, dict) else None
-        try:
-            if key is None or key not in first:
-                if key is not None:
-                    first[key] = i
-                continue
-        except TypeError:  # an unhashable id: reported where the entry is read
+        if key is None or not _hashable(key):  # an unhashable id: reported where the entry is read
+            continue
+        if key not in first:
+            first[key] = i
             continue
         raise DataError(f"{name}: duplicate image id {key!r} (images[{first[key]}] and images[{i}]); "
                         "image ids must be unique")
