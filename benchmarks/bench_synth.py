@@ -7,7 +7,9 @@ a 640x480 numpy-noise image as JPEG, i.e. the cost of merely producing and writi
 Other jobs on the machine make wall-clock figures noisy, so the single-process run also reports
 CPU seconds per image (process time), i.e. what one free core would deliver.
 
-    .venv/bin/python benchmarks/bench_synth.py [--n 200] [--workers 2] [--size 640x480]
+    .venv/bin/python benchmarks/bench_synth.py [--n 200] [--workers 2] [--size 640x480] [--results-dir DIR]
+
+Results: benchmarks/results/synth.json (through benchmarks/_results.py).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import argparse
 import io
 import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
+from _results import Ratio, add_results_arg, ratio_table, write_results
 from PIL import Image
 
 from jamspotter.synth import build_scene, compose, generate_dataset
@@ -61,29 +65,45 @@ def dataset_ips(width: int, height: int, n: int, workers: int) -> tuple[float, f
     return n / dt, n / dc, sum(len(s.objects) for s in samples) / max(n, 1)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
+    """Run the benchmark, print its table, write synth.json; returns the path written."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480")
-    args = ap.parse_args()
+    ap.add_argument("--ref-n", type=int, default=50, help="images for the JPEG-encode reference")
+    ap.add_argument("--split-n", type=int, default=30, help="images for the per-stage time split")
+    add_results_arg(ap)
+    args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
 
     cv2.setNumThreads(1)  # as generate_dataset does: parallel over images, not inside OpenCV calls
     build_scene(w, h, 0)  # warm caches (noise tile) and imports
-    ref = reference_ips(w, h, 50)
+    ref = reference_ips(w, h, args.ref_n)
     print(f"reference (numpy noise -> PIL JPEG, {w}x{h}): {ref:7.1f} images/s")
-    parts = split(w, h, 30)
+    parts = split(w, h, args.split_n)
     print("one image, ms: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     ips1, cpu1, objs = dataset_ips(w, h, args.n, 1)
     print(f"generate_dataset, 1 process:  {ips1:7.1f} images/s  ({objs:.1f} objects/image)"
           f"  = {ips1 / ref:.2f} x reference  (target 50: {'met' if ips1 >= 50 else 'not met'})")
     print(f"  CPU time: {1000 / cpu1:.1f} ms/image = {cpu1:.1f} images per CPU-second"
           f" (x{args.workers} cores free: ~{cpu1 * args.workers:.0f} images/s)")
+    reference = f"numpy noise -> PIL JPEG {w}x{h}"
+    ratios = [Ratio("generate_dataset images/s, 1 process", ips1, ref, "images/s", reference)]
+    results = {"reference_images_per_s": ref, "split_ms": parts, "images_per_s_1_process": ips1,
+               "images_per_cpu_s": cpu1, "objects_per_image": objs}
     if args.workers > 1:
         ipsn, _, _ = dataset_ips(w, h, args.n, args.workers)
         print(f"generate_dataset, {args.workers} processes: {ipsn:7.1f} images/s"
               f"  = {ipsn / ref:.2f} x reference  (target 50: {'met' if ipsn >= 50 else 'not met'})")
+        ratios += [Ratio(f"generate_dataset images/s, {args.workers} processes", ipsn, ref, "images/s", reference),
+                   Ratio(f"{args.workers} processes vs 1 process", ipsn, ips1, "images/s",
+                         "generate_dataset, 1 process")]
+        results[f"images_per_s_{args.workers}_processes"] = ipsn
+    print(ratio_table(ratios))
+    return write_results("synth", settings=vars(args), results=results, ratios=ratios, results_dir=args.results_dir,
+                         checks={"target_50_images_per_s_met": max(ips1, results.get(
+                             f"images_per_s_{args.workers}_processes", 0.0)) >= 50})
 
 
 if __name__ == "__main__":
