@@ -120,10 +120,10 @@ def machine() -> dict[str, Any]:
 
 def ratio_table(ratios: Sequence[Ratio]) -> str:
     """A plain-text table: one row per ratio, ours and the reference in their unit, and the speed-up."""
-    head = f"{'measure':<44} {'ours':>12} {'reference':>12}  {'unit':<10} {'ours vs reference':>18}"
+    head = f"{'measure':<48} {'ours':>12} {'reference':>12}  {'unit':<10} {'ours vs reference':>18}"
     lines = [head, "-" * len(head)]
     for r in ratios:
-        lines.append(f"{r.name:<44} {r.ours:>12.4g} {r.reference:>12.4g}  {r.unit:<10} "
+        lines.append(f"{r.name:<48} {r.ours:>12.4g} {r.reference:>12.4g}  {r.unit:<10} "
                      f"{r.speedup:>16.2f}x   (reference: {r.reference_name})")
     return "\n".join(lines)
 

@@ -6,15 +6,19 @@ default backend when installed) with their ratio and largest difference, and of 
 in the same run (pure-Python greedy matching with the scalar `iou` per pair, on a subset, scaled to the full
 set), with the ratio. Also checks our TP count against the reference's.
 
-    .venv/bin/python benchmarks/bench_eval.py [--images 10000] [--ref-images 1000] [--repeat 3]
+    .venv/bin/python benchmarks/bench_eval.py [--images 10000] [--ref-images 1000] [--repeat 3] [--results-dir DIR]
+
+Results: benchmarks/results/eval.json (through benchmarks/_results.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
+from _results import Ratio, add_results_arg, ratio_table, write_results
 
 from jamspotter.data.boxes import iou
 from jamspotter.data.records import Sample
@@ -118,12 +122,14 @@ def timed(fn, *args, repeat: int = 1, **kw):  # noqa: ANN001, ANN002, ANN003, AN
     return out, best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
+    """Run the benchmark, print its table, write eval.json; returns the path written."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--ref-images", type=int, default=1_000, help="subset for the pure-Python reference")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs (pycocotools: one run)")
-    args = ap.parse_args()
+    add_results_arg(ap)
+    args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
     gt, pred = make_data(args.images)
@@ -143,6 +149,11 @@ def main() -> None:
     print(f"  {'pycocotools, GC paused':<48}{t_ref:6.2f} s   "
           f"mAP {ref['map']:.4f} mAP50 {ref['map50']:.4f} mAR100 {ref['mar100']:.4f}")
     t_map = t_ref
+    ratios: list[Ratio] = []
+    results: dict = {"seconds_ours_prf1": t_ours, "seconds_pycocotools_gc_on": t_gc_on, "seconds_pycocotools": t_ref,
+                     "ours": {k: m[k] for k in ("precision", "recall", "f1", "tp")},
+                     "pycocotools": {k: ref[k] for k in ("map", "map50", "mar100")}}
+    checks: dict = {}
     if faster_available():
         fast, t_fast = timed(coco_map, pairs, "faster", repeat=args.repeat)
         diff = max_map_diff(fast, ref)
@@ -152,9 +163,17 @@ def main() -> None:
         print(f"  ratio: faster-coco-eval is {t_ref / t_fast:.1f}x pycocotools (GC paused), "
               f"{t_gc_on / t_fast:.1f}x pycocotools as before")
         t_map = t_fast
+        ratios += [Ratio("COCO mAP: faster-coco-eval vs pycocotools", t_fast, t_ref, "s", "pycocotools, GC paused",
+                         higher_is_better=False),
+                   Ratio("COCO mAP: faster-coco-eval vs pycocotools+GC", t_fast, t_gc_on, "s",
+                         "pycocotools, GC on", higher_is_better=False)]
+        results["seconds_faster_coco_eval"] = t_fast
+        checks["max_abs_diff_faster_vs_pycocotools"] = diff
     else:
         print("  faster-coco-eval not installed (pip install faster-coco-eval): skipped")
     ev_all, t_all = timed(evaluate_detection_run, gt, pred, 0.5, coco=True, repeat=1)
+    results["seconds_total_with_map"] = t_all
+    results["map_backend"] = ev_all.metrics["map_backend"]
     print(f"total, evaluate_detection_run with mAP ({ev_all.metrics['map_backend']}, default backend): {t_all:.2f} s "
           f"(sum of the parts above {t_ours + t_map:.2f} s)")
 
@@ -171,6 +190,14 @@ def main() -> None:
         tp, t = timed(fn, repeat=args.repeat)
         print(f"  {name:<48} {t * scale:6.2f} s   ratio to ours (full metrics) {t / t_sub:5.1f}x   "
               f"TP {tp} (ours {ours_sub}{', same' if tp == ours_sub else ', DIFFERENT'})")
+        short = {"naive": "naive pure Python", "pure": "same-class pure Python", "our": "per-image matching"}
+        ratios.append(Ratio(f"P/R/F1: ours vs {short[name.split()[0]]}", t_sub * scale, t * scale, "s",
+                            name, higher_is_better=False))
+        checks[f"tp_same: {name}"] = tp == ours_sub
+    print()
+    print(ratio_table(ratios))
+    return write_results("eval", settings=vars(args), results=results, ratios=ratios, results_dir=args.results_dir,
+                         checks=checks)
 
 if __name__ == "__main__":
     main()
