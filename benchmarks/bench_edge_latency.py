@@ -6,7 +6,11 @@ same run, and (with --int8) the dynamically quantised ONNX model. The load avera
 a shared machine inflates every figure.
 
     python benchmarks/bench_edge_latency.py [--arch efficientnet-lite0] [--size 224] [--threads 2] [--int8]
-        [--onnx runs/trashnet-lite0/model.int8-static.onnx]
+        [--onnx runs/trashnet-lite0/model.int8-static.onnx] [--results-dir DIR]
+
+Needs no trained model: the architecture is built (ImageNet weights for Lite0, shipped in a package) and
+exported on the fly; latency does not depend on what the weights learned. Results:
+benchmarks/results/edge_latency.json (through benchmarks/_results.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import Ratio, add_results_arg, ratio_table, write_results
 
 from jamspotter.edge.export import export_onnx, max_abs_diff, ort_run, ort_session, quantize_int8
 from jamspotter.edge.models import ARCHS, build_model
@@ -41,7 +46,8 @@ def describe(name: str, ms: list[float]) -> str:
     return f"{name:<22} median {statistics.median(ms):7.2f} ms   p90 {q[-1]:7.2f} ms   min {min(ms):7.2f} ms"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
+    """Run the benchmark, print its table, write edge_latency.json; returns the path written."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="efficientnet-lite0", choices=ARCHS)
     ap.add_argument("--size", type=int, default=224)
@@ -52,7 +58,8 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true", help="also time the INT8 dynamically quantised model")
     ap.add_argument("--onnx", type=Path, action="append", default=[],
                     help="also time this exported model (e.g. runs/trashnet-lite0/model.int8-static.onnx)")
-    args = ap.parse_args()
+    add_results_arg(ap)
+    args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     model = build_model(args.arch, args.classes, pretrained=args.arch == "efficientnet-lite0",
@@ -63,7 +70,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", x)
         session = ort_session(path, threads=args.threads)
-        print(f"max |ORT - PyTorch| = {max_abs_diff(model, session, x):.2e}")
+        diff = max_abs_diff(model, session, x)
+        print(f"max |ORT - PyTorch| = {diff:.2e}")
         with torch.inference_mode():
             eager = timed(lambda: model(x), args.iters, args.warmup)
         xn = x.numpy()
@@ -71,6 +79,9 @@ def main() -> None:
         print(describe("PyTorch eager", eager))
         print(describe("ONNX Runtime fp32", ort))
         ratio = statistics.median(eager) / statistics.median(ort)
+        summary = {"pytorch_eager": eager, "ort_fp32": ort}
+        ratios = [Ratio("ORT fp32 vs PyTorch eager, median ms", statistics.median(ort), statistics.median(eager),
+                        "ms", "PyTorch eager, same threads", higher_is_better=False)]
         print(f"ORT speed-up over PyTorch eager: {ratio:.2f}x  (median ORT {statistics.median(ort):.2f} ms; "
               f"target <= 10 ms: {'met' if statistics.median(ort) <= 10 else 'NOT met'})")
         if args.int8:
@@ -78,11 +89,24 @@ def main() -> None:
             q_ms = timed(lambda: ort_run(q, xn), args.iters, args.warmup)
             print(describe("ONNX Runtime int8", q_ms))
             print(f"INT8 vs fp32 ORT: {statistics.median(ort) / statistics.median(q_ms):.2f}x")
+            summary["ort_int8_dynamic"] = q_ms
+            ratios.append(Ratio("ORT int8 (dynamic) vs ORT fp32, median ms", statistics.median(q_ms),
+                                statistics.median(ort), "ms", "ONNX Runtime fp32", higher_is_better=False))
         for extra in args.onnx:
             s = ort_session(extra, threads=args.threads)
             e_ms = timed(lambda s=s: ort_run(s, xn), args.iters, args.warmup)
             print(describe(extra.name, e_ms))
             print(f"{extra.name} vs fp32 ORT: {statistics.median(ort) / statistics.median(e_ms):.2f}x")
+            summary[extra.name] = e_ms
+            ratios.append(Ratio(f"{extra.name} vs ORT fp32, median ms", statistics.median(e_ms),
+                                statistics.median(ort), "ms", "ONNX Runtime fp32", higher_is_better=False))
+    print(ratio_table(ratios))
+    results = {name: {"median_ms": statistics.median(ms), "p90_ms": statistics.quantiles(ms, n=10)[-1],
+                      "min_ms": min(ms)} for name, ms in summary.items()}
+    return write_results("edge_latency", settings=vars(args), results=results, ratios=ratios,
+                         results_dir=args.results_dir,
+                         checks={"max_abs_diff_ort_vs_pytorch": diff,
+                                 "target_10ms_met": statistics.median(ort) <= 10})
 
 
 if __name__ == "__main__":
