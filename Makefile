@@ -27,5 +27,15 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 
+# The CPU benchmarks, one after another (a few minutes): each prints ratios against a reference measured in
+# the same run and writes benchmarks/results/<name>.json. Qwen's real tokenizer where ../shared/data has it.
+BENCH := JAMSPOTTER_REFERENCE_DATA=$(or $(JAMSPOTTER_REFERENCE_DATA),$(abspath ../shared/data)) $(BIN)/python
+bench: install-dev
+	$(BENCH) benchmarks/bench_collate.py
+	$(BENCH) benchmarks/bench_detect.py
+	$(BENCH) benchmarks/bench_synth.py
+	$(BENCH) benchmarks/bench_eval.py
+	$(BENCH) benchmarks/bench_edge_latency.py
+
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
