@@ -37,7 +37,6 @@ from jamspotter.infer.detector import Detector, cut_at_stops, settle_contract
 from jamspotter.models.families import QWEN3_EXTRA_TOKENS, VISION_TOKENS, family_from_model_type
 from jamspotter.models.loading import load_model, load_processor
 from jamspotter.models.tiny import build_tiny_model
-from jamspotter.synth import generate_dataset
 
 CONFIG_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
                 "chat_template.json", "chat_template.jinja", "generation_config.json")
@@ -106,6 +105,21 @@ def plain_loop(model: Any, processor: Any, prompt: str, images: list[Any], max_n
     return answers
 
 
+def load_images(folder: Path | None, n: int, size: tuple[int, int], scratch: Path) -> list[Any]:
+    """`n` RGB images: the first of `folder` (sorted), or belt scenes of `size` rendered into `scratch`."""
+    from PIL import Image
+
+    if folder is not None:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+        if len(paths) < n:
+            raise SystemExit(f"bench_detect: {folder} has {len(paths)} images, --images asks for {n}")
+    else:
+        from jamspotter.synth import generate_dataset
+
+        paths = [s.image_path(scratch) for s in generate_dataset(scratch, n, size, seed=0)]
+    return [Image.open(p).convert("RGB") for p in paths]
+
+
 class Memory:
     """Peak CUDA memory (allocated, reserved) of one arm; None on CPU."""
 
@@ -133,7 +147,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print its table, write benchmarks/results/detect_<device>[_<arch>].json."""
     import torch
     import transformers
-    from PIL import Image
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=16)
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each arm (best kept)")
     ap.add_argument("--size", default="640x480", help="scene size WxH")
+    ap.add_argument("--images-dir", type=Path,
+                    help="take the images (sorted *.jpg / *.png) from this folder instead of rendering belt scenes "
+                         "(rendering needs OpenCV, which a bare GPU machine may not have)")
     ap.add_argument("--min-pixels", type=int, default=3136)
     ap.add_argument("--max-pixels", type=int, default=401408)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -180,8 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         load_s = time.perf_counter() - t0
         contract = settle_contract(trained, family, processor, source)
         det = Detector.from_loaded(model, processor, contract, max_new_tokens=args.max_new_tokens, name=source)
-        samples = generate_dataset(Path(tmp) / "scenes", args.images, (w, h), seed=0)
-        images = [Image.open(s.image_path(Path(tmp) / "scenes")).convert("RGB") for s in samples]
+        images = load_images(args.images_dir, args.images, (w, h), Path(tmp) / "scenes")
 
     tok = processor.tokenizer
     suppress = [tok.convert_tokens_to_ids(t) for t in VISION_TOKENS]
@@ -212,8 +227,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = len(images)
     loop_ips = n / loop_s
     same = {b: sum(a == r for a, r in zip(det_answers[b], loop_answers, strict=True)) for b in batches}
+    what = f"images from {args.images_dir}" if args.images_dir else f"belt scenes {w}x{h}"
     print(f"{source} ({n_params / 1e9:.3g}B parameters, loaded in {load_s:.1f} s) on {args.device}, "
-          f"{n} belt scenes {w}x{h}, greedy, max_new_tokens {args.max_new_tokens}, "
+          f"{n} {what}, greedy, max_new_tokens {args.max_new_tokens}, "
           f"{torch.get_num_threads()} torch threads")
     print(f"  plain generate loop, one image at a time: {loop_ips:7.2f} images/s"
           + (f", peak {loop_mem['allocated']:.2f} GiB allocated / {loop_mem['reserved']:.2f} reserved"

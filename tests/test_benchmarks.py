@@ -75,15 +75,18 @@ def test_bench_detect_cpu(tmp_path: Path) -> None:
 
 
 def test_bench_detect_arch_config_path(tmp_path: Path) -> None:
-    """The GPU arm's path (a config folder -> random weights on the device) rehearsed on CPU in bfloat16."""
+    """The GPU arm's path (a config folder -> random weights on the device, images from a folder) rehearsed on
+    CPU in bfloat16."""
     from jamspotter.models.tiny import build_tiny_model
+    from jamspotter.synth import generate_dataset
 
     arch = build_tiny_model("qwen2.5-vl", tmp_path / "arch")
     for weights in arch.glob("*.safetensors"):
         weights.unlink()  # a config folder has no weights
-    out = bench("bench_detect").main(["--images", "2", "--batches", "2", "--max-new-tokens", "3", "--size",
-                                      "96x64", "--arch-config", str(arch), "--dtype", "bfloat16",
-                                      "--results-dir", str(tmp_path / "res")])
+    generate_dataset(tmp_path / "scenes", 2, (96, 64), seed=3)
+    out = bench("bench_detect").main(["--images", "2", "--batches", "2", "--max-new-tokens", "3",
+                                      "--images-dir", str(tmp_path / "scenes" / "images"), "--arch-config", str(arch),
+                                      "--dtype", "bfloat16", "--results-dir", str(tmp_path / "res")])
     data = written(out["path"], "detect_cpu_arch")
     assert data["settings"]["dtype"] == "bfloat16" and data["settings"]["parameters"] > 0
     assert data["results"]["peak_gib_detector"] == {"2": None}  # peak memory is reported on CUDA only
