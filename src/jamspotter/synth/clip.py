@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from jamspotter.data.io import atomic_write
@@ -75,6 +74,8 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int, crf: int = 2
     h, w = frames[0].shape[:2]
     if w % 2 or h % 2:
         raise JamspotterError(f"{path}: clip size must be even for yuv420p video, got {w}x{h}")
+    import av  # here, not at module import: still-image paths (the GPU SFT benchmark) run without av
+
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with atomic_write(path, "wb") as fh, av.open(fh, "w", format="mp4") as out:
         stream = out.add_stream(codec, rate=int(fps))
