@@ -49,6 +49,16 @@ eval_app = typer.Typer(help="Detection, classification and trajectory metrics wi
 edge_app = typer.Typer(help="The fast edge CNN: train, export to ONNX, predict.", **_opts)
 line_app = typer.Typer(help="Run a detector over a belt stream; simulate the line (digital twin).", **_opts)
 
+
+
+@app.callback()
+def _main() -> None:
+    """Find jam-causing material on recycling conveyor belts with Qwen-VL models."""
+    from jamspotter.progress import quiet_library_bars
+
+    quiet_library_bars()  # off a terminal (CI logs, pipes) a tqdm bar is a wall of carriage returns
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")

@@ -1,8 +1,9 @@
 """`jamspotter demo`: the whole pipeline on synthetic belts, as the same CLI commands a user would type.
 
 Each step is printed as its command line and run through the real CLI, so the demo doubles as a
-tutorial: synthesise labelled belt images -> validate, stats, export training text -> fine-tune a
-tiny random Qwen2.5-VL on CPU -> detect -> evaluate -> digital twin of the line with those metrics.
+tutorial: synthesise labelled belt images -> validate, stats, export training text -> SFT then GRPO of a
+tiny random Qwen2.5-VL on CPU -> detect on training and held-out scenes -> evaluate -> one request to the
+service -> digital twin of the line -> (with --trashnet) the edge classifier. `index.html` ties it together.
 """
 
 from __future__ import annotations
@@ -27,57 +28,73 @@ def _run(args: list[str]) -> None:
     command.main(args=args, prog_name="jamspotter", standalone_mode=False)
 
 
-def demo_steps(out: Path, quick: bool = False) -> list[list[str]]:
-    """The demo's command lines; `quick` shrinks data and training for tests."""
-    belt, tiny, run = out / "belt", out / "tiny_belt", out / "runs" / "tiny"
-    n_belt = "6" if quick else "24"
-    steps = [
-        ["data", "synth", "--n", n_belt, "--size", "640x480", "--clips", "1", "--seconds", "1", "--fps", "5",
-         "--seed", "0", "--preview", "--out", str(belt)],
-        ["data", "validate", str(belt)],
-        ["data", "stats", str(belt)],
-        ["data", "export", "--to", "qwen2.5-vl", str(belt), "--out", str(out / "belt_qwen2.5-vl.jsonl")],
-        ["data", "export", "--to", "coco", str(belt), "--out", str(out / "belt_coco.json")],
-        # A tiny random model memorising 8 small scenes: proves template, label mask and coordinates
-        # end to end in one to two minutes on a CPU. Real runs use a released checkpoint (see configs/).
-        ["data", "synth", "--n", "8", "--size", "112x112", "--jam-rate", "0.5", "--clutter", "2", "--seed", "1",
-         "--out", str(tiny)],
-        ["train", "sft", "--config", "tiny", "--set", f"data.train={tiny}", "--set", f"train.output_dir={run}"]
-        + (["--set", "train.max_steps=10"] if quick else []),
-        ["infer", str(run / "final"), str(tiny), "--out", str(out / "preds.jsonl"),
-         "--max-new-tokens", "32" if quick else "256"],
-        ["eval", "detection", "--pred", str(out / "preds.jsonl"), "--gt", str(tiny), "--out", str(out / "report")],
-        # ten 16-hour days, five seeds: jams are rare events, one shift alone gives a jumpy recall sweep
-        ["line", "simulate", "--detector-metrics", str(out / "report" / "metrics.json"),
-         "--hours", "16" if quick else "160", "--replications", "1" if quick else "5",
-         "--sweep-recall", "--out", str(out / "twin")],
-    ]
-    return steps
+def _serve_once(final: Path, image: Path, max_new_tokens: int, out: Path) -> dict:
+    """POST one image to the service's /v1/detect in process (no port) and save the answer as detect.json."""
+    from fastapi.testclient import TestClient
+
+    from jamspotter.data.io import write_json
+    from jamspotter.errors import JamspotterError
+    from jamspotter.infer import Detector
+    from jamspotter.serve.app import create_app
+    from jamspotter.serve.settings import ServeSettings
+
+    console.rule(f"[bold]POST /v1/detect {image.name} (the service, in process)", align="left")
+    settings = ServeSettings(model=str(final), max_new_tokens=max_new_tokens)
+    app_ = create_app(settings, detector=Detector(final, max_new_tokens=max_new_tokens))
+    with TestClient(app_) as client:
+        r = client.post("/v1/detect", files={"image": (image.name, image.read_bytes(), "image/jpeg")})
+    if r.status_code != 200:
+        raise JamspotterError(f"the service answered {r.status_code}: {r.text[:200]}")
+    body = r.json()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "detect.json", body)
+    console.print(f"{len(body['detections'])} detection(s); answer saved to {out / 'detect.json'}")
+    return body
 
 
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for everything the demo writes."),
-    quick: bool = typer.Option(False, help="Smaller data and 10 training steps (for tests)."),
+    quick: bool = typer.Option(False, help="Smaller data and fewer training steps (for tests)."),
+    trashnet: Path | None = typer.Option(None, "--trashnet", help="A TrashNet folder (split.csv): also train the "
+                                         "edge classifier on a small subset of it."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo's folder."),
 ) -> None:
-    """Run the whole pipeline on synthetic belts: data -> SFT -> detect -> evaluate -> line twin."""
+    """Run the whole pipeline on synthetic belts and write index.html: data -> SFT -> GRPO -> detect -> evaluate ->
+    service -> line twin (-> edge classifier)."""
+    from jamspotter import demo as plan
+    from jamspotter.errors import DataError
     from jamspotter.outputs import prepare_dir, record_files
+    from jamspotter.progress import shared_progress
 
+    if trashnet is not None and not trashnet.is_dir():
+        raise DataError(f"--trashnet {trashnet}: no such folder")
     start = time.time()
-    prepare_dir(out, "demo", overwrite=overwrite)  # the demo's steps then write into new folders inside it
-    for args in demo_steps(out, quick=quick):
-        _run(args)
+    prepare_dir(out, "demo", overwrite=overwrite, inputs=[trashnet] if trashnet else [])
+    steps = plan.demo_steps(out, quick=quick, trashnet=trashnet)
+    service: dict | None = None
+    with shared_progress(console, len(steps), "demo") as (progress, task):
+        for step in steps:
+            progress.update(task, description=step.title)
+            if step.action == "cli":
+                _run(step.args)
+            elif step.action == "service":
+                image = min((out / plan.HELDOUT_SCENES / "images").glob("*.jpg"))
+                service = _serve_once(out / plan.GRPO_FINAL, image, 32 if quick else 256, out / plan.SERVICE)
+            else:
+                console.rule(f"[bold]TrashNet subset of {trashnet}", align="left")
+                n = plan.trashnet_subset(trashnet, out / plan.EDGE_DATA)
+                console.print(f"{n} images named in {out / plan.EDGE_DATA / 'split.csv'}")
+            progress.advance(task)
+    edge_note = None if trashnet else ("Skipped: pass --trashnet DIR (a TrashNet folder with split.csv) to train "
+                                       "the edge classifier on a small subset of it.")
+    index = plan.write_index(out, steps, time.time() - start, edge_note=edge_note, service=service)
     record_files(out)
-    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    held = json.loads((out / plan.REPORT_HELDOUT / "metrics.json").read_text())
+    seen = json.loads((out / plan.REPORT_TRAIN / "metrics.json").read_text())
     console.rule("[bold green]demo finished", align="left")
     console.print(
-        f"in {time.time() - start:.0f} s. Tiny model on its 8 training scenes: "
-        f"F1@0.5 = {metrics.get('f1')}, jam recall = {metrics.get('jam_recall')} (memorisation check, not a "
-        "real detector).\n"
-        f"  belt dataset + preview: {out / 'belt'} (preview.png)\n"
-        f"  Qwen2.5-VL training file: {out / 'belt_qwen2.5-vl.jsonl'}\n"
-        f"  fine-tuned model: {out / 'runs' / 'tiny' / 'final'}\n"
-        f"  evaluation report: {out / 'report'} (summary.md, gallery.html)\n"
-        f"  digital twin: {out / 'twin'}"
-    )
+        f"in {time.time() - start:.0f} s. Open {index} in a browser.\n"
+        f"Tiny random model: F1@0.5 {seen.get('f1')} on its 8 training scenes (memorisation check), "
+        f"{held.get('f1')} on held-out scenes (it has learnt nothing general; a real model needs a GPU)."
+        + (f"\n{edge_note}" if edge_note else ""))

@@ -395,7 +395,7 @@ def train_detector(samples: Sequence[Sample], root: str | Path, out_dir: str | P
     start = time.perf_counter()
     epochs: Any = range(cfg.epochs)
     if progress:
-        from rich.progress import track
+        from jamspotter.progress import track
 
         epochs = track(epochs, description="edge detector")
     for epoch in epochs:

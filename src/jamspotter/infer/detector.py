@@ -128,7 +128,7 @@ def detect_in_batches(images: Sequence[ImageLike], answer: Callable[[list[Any]],
     results: list[Detections] = []
     batches: Iterable[list[Any]] = _batched(images, batch_size)
     if progress:
-        from rich.progress import track
+        from jamspotter.progress import track
 
         batches = track(batches, total=-(-len(images) // batch_size), description="detect")
     for batch in batches:

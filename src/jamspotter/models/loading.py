@@ -188,6 +188,14 @@ def adapter_base(folder: str | Path) -> str | None:
     return str(base)
 
 
+def ignore_peer_deprecations() -> None:
+    """Silence the one deprecation PEFT and TRL trigger on every model we train: they still read
+    `is_gradient_checkpointing`, which transformers 5 renamed; a user can do nothing about it."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
 def load_model(
     name_or_path: str | Path,
     family: str = "auto",
@@ -212,6 +220,8 @@ def load_model(
     keeps that adapter trainable (GRPO continues the SFT adapter).
     """
     from transformers import AutoModelForImageTextToText
+
+    ignore_peer_deprecations()
 
     name_or_path = check_model_source(name_or_path)
     base = adapter_base(name_or_path)

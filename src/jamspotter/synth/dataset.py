@@ -225,7 +225,7 @@ def _run(jobs: list, workers: int, progress: bool) -> Iterator[tuple]:
 
     Any exception in the caller (Ctrl-C, SIGTERM turned into KeyboardInterrupt) terminates the workers.
     """
-    from rich.progress import track
+    from jamspotter.progress import track
 
     if workers > 1 and len(jobs) > 1:
         n_proc = min(workers, os.cpu_count() or 1, len(jobs))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from jamspotter.formats.contract import RunContract
 from jamspotter.formats.crop import CropTool
 from jamspotter.formats.tasks import parse_counts
 from jamspotter.outputs import prepare_dir, record_files
+from jamspotter.progress import tqdm_wanted, trainer_callbacks
 from jamspotter.train.config import SFTRunConfig, dump_config
 
 PLAIN, CROP = "plain", "crop"  # the two environments a prompt is routed to
@@ -179,7 +181,7 @@ def grpo_args(cfg: SFTRunConfig, out: Path, suppress: list[int]) -> Any:
         report_to="none" if report == ["none"] else report, remove_unused_columns=False,
         activation_checkpointing=t.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=False,
+        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=not tqdm_wanted(),
     )
 
 
@@ -278,6 +280,7 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
     # A Qwen turn ends at <|im_end|>: TRL stops rollouts at the tokenizer's EOS and splices tool responses in
     # after it, so an EOS of <|endoftext|> would drop the newline the chat template (and SFT) puts there.
     tok.eos_token = "<|im_end|>"
+    model.config.get_text_config().eos_token_id = tok.eos_token_id
     model.generation_config.eos_token_id = [tok.eos_token_id]
     model.generation_config.pad_token_id = tok.pad_token_id
     g = cfg.grpo
@@ -285,10 +288,12 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
     args = grpo_args(cfg, out, [tok.convert_tokens_to_ids(t) for t in VISION_TOKENS])
     args.reward_weights = reward_weights
     environments = {PLAIN: PlainEnvironment, CROP: lambda: CropEnvironment(fmt, g.rewards.max_crops)}
-    trainer = _trainer_class()(
-        model=model, reward_funcs=funcs, args=args,
-        train_dataset=datasets.Dataset.from_list(rows), processing_class=processor,
-        environment_factory=environments, callbacks=[CompleteMarkerCallback(contract)])
+    with warnings.catch_warnings():  # the crop tool is built on TRL's environment_factory, which TRL marks experimental
+        warnings.filterwarnings("ignore", message="You are using 'environment_factory'", category=UserWarning)
+        trainer = _trainer_class()(
+            model=model, reward_funcs=funcs, args=args,
+            train_dataset=datasets.Dataset.from_list(rows), processing_class=processor,
+            environment_factory=environments, callbacks=[CompleteMarkerCallback(contract), *trainer_callbacks()])
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     final = out / "final"

@@ -20,6 +20,7 @@ from jamspotter.data.records import Sample
 from jamspotter.errors import JamspotterError
 from jamspotter.formats.contract import RunContract, TaskMix, dataset_classes, taxonomy_overrides
 from jamspotter.outputs import record_files
+from jamspotter.progress import tqdm_wanted, trainer_callbacks
 from jamspotter.train.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from jamspotter.train.config import SFTRunConfig, dump_config
 from jamspotter.train.data import Example, SFTCollator, example_to_row, expand_examples
@@ -223,7 +224,7 @@ def sft_args(cfg: SFTRunConfig, has_eval: bool) -> Any:
         # Our collator renders, tokenizes and labels: TRL must neither prepare, truncate nor pack.
         max_length=None, packing=False, padding_free=False, remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True}, assistant_only_loss=False, completion_only_loss=False,
-        label_names=["labels"], disable_tqdm=False,
+        label_names=["labels"], disable_tqdm=not tqdm_wanted(),
         **({"use_cpu": True, "ddp_backend": "gloo"} if multi_cpu else {}),
     )
 
@@ -293,7 +294,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
     eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
                if held_out else None)
     collator = SFTCollator(processor, fmt, clip_frames=contract.clip_frames)
-    callbacks: list[Any] = [CompleteMarkerCallback(contract)]
+    callbacks: list[Any] = [CompleteMarkerCallback(contract), *trainer_callbacks()]
     f1_slice = [s for s in held_out if s.image is not None][: cfg.train.f1_samples]
     zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
     if cfg.train.f1_steps and f1_slice and zero3:
