@@ -128,9 +128,13 @@ def ratio_table(ratios: Sequence[Ratio]) -> str:
     return "\n".join(lines)
 
 
-def write_results(name: str, *, settings: dict[str, Any], results: dict[str, Any], ratios: Sequence[Ratio],
-                  results_dir: Path | None = None, checks: dict[str, Any] | None = None) -> Path:
+def write_results(name: str, *, script: str, argv: Sequence[str] | None, settings: dict[str, Any],
+                  results: dict[str, Any], ratios: Sequence[Ratio], results_dir: Path | None = None,
+                  checks: dict[str, Any] | None = None) -> Path:
     """Write `<results_dir>/<name>.json` atomically (machine, date, command, settings, results, ratios, checks).
+
+    The command is the one that reproduces the figures: `script` (the benchmark's `__file__`) with `argv`
+    (the arguments its `main` parsed; None: this process's own command-line arguments).
 
     Every ratio must be a positive finite number: a zero or NaN ratio means a broken measurement, and
     is refused (ValueError) rather than written. Returns the path written.
@@ -144,7 +148,8 @@ def write_results(name: str, *, settings: dict[str, Any], results: dict[str, Any
     data = {
         "benchmark": name,
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([".venv/bin/python", f"benchmarks/{Path(script).name}",
+                               *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()},
         "results": results,

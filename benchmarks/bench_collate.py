@@ -35,7 +35,7 @@ from _results import Ratio, add_results_arg, ratio_table, write_results
 from jamspotter.data.records import Sample
 from jamspotter.formats import resize_params
 from jamspotter.formats.contract import RunContract, dataset_classes
-from jamspotter.models.loading import load_processor
+from jamspotter.models.loading import detect_family, load_processor
 from jamspotter.models.tiny import build_tiny_model
 from jamspotter.synth import generate_dataset
 from jamspotter.train.data import IGNORE_INDEX, Example, SFTCollator, example_to_row
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--size", default="640x480", help="scene size WxH")
     ap.add_argument("--min-pixels", type=int, default=3136)
     ap.add_argument("--max-pixels", type=int, default=401408, help="image pixel budget (512 image tokens)")
-    ap.add_argument("--family", default="qwen2.5-vl", choices=("qwen2-vl", "qwen2.5-vl", "qwen3-vl"))
+    ap.add_argument("--family", default="qwen2.5-vl", choices=("qwen2-vl", "qwen2.5-vl", "qwen3-vl"),
+                    help="family of the tiny model (a --model folder's own family is read from its config)")
     ap.add_argument("--model", type=Path, help="model folder whose processor to use (default: a tiny one)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (a DataLoader worker uses 1; on a shared 2-core machine two "
@@ -129,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         processor = load_processor(model_dir, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
         samples = generate_dataset(Path(tmp) / "scenes", args.rows, (w, h), seed=0)
         params = resize_params(processor)
-        family = processor.__class__.__name__
-        contract = RunContract(family=args.family, min_pixels=params.min_pixels, max_pixels=params.max_pixels,
+        family = detect_family(model_dir) if args.model else args.family
+        contract = RunContract(family=family, min_pixels=params.min_pixels, max_pixels=params.max_pixels,
                                classes=dataset_classes(samples))
         fmt = contract.format(processor)
         ours_ds, trl_ds = build_rows(samples, Path(tmp) / "scenes", fmt)
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     passes = {k: [args.rows / t for t in v] for k, v in wall.items()}
     per_cpu_s = {k: args.rows * args.repeat / v for k, v in cpu.items()}
     best = {k: max(v) for k, v in passes.items()}
-    print(f"{args.rows} rows of {w}x{h} belt scenes, batch {args.batch}, {family}, pixel budget "
+    print(f"{args.rows} rows of {w}x{h} belt scenes, batch {args.batch}, {type(processor).__name__}, pixel budget "
           f"{params.min_pixels}..{params.max_pixels}, vocabulary {len(processor.tokenizer)}, "
           f"{torch.get_num_threads()} torch threads; {checks['tokens'] / len(first):.0f} tokens/row")
     for k, v in passes.items():
@@ -160,13 +161,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(ratio_table(ratios))
     if min(r.speedup for r in ratios) < 1:
         print("NOTE: our collator measured slower than TRL's on this run")
-    settings = vars(args) | {"model": str(args.model) if args.model else f"tiny:{args.family}",
+    settings = vars(args) | {"model": str(args.model) if args.model else f"tiny:{family}", "family": family,
                              "min_pixels_effective": params.min_pixels, "max_pixels_effective": params.max_pixels,
                              "vocabulary": len(processor.tokenizer), "torch_threads": torch.get_num_threads()}
     results = {"samples_per_s_best": best, "samples_per_s_median": {k: statistics.median(v)
                                                                      for k, v in passes.items()},
                "samples_per_s_passes": passes, "samples_per_cpu_s": per_cpu_s}
-    path = write_results("collate", settings=settings, results=results, ratios=ratios,
+    path = write_results("collate", script=__file__, argv=argv, settings=settings, results=results, ratios=ratios,
                          results_dir=args.results_dir, checks=checks)
     return {"path": path, "results": results, "checks": checks, "ratios": ratios}
 

@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     checks = {"same_answers": {str(b): f"{same[b]}/{n}" for b in batches},
               "all_same": all(v == n for v in same.values()),
               "answer_chars_loop": sum(len(a) for a in loop_answers)}
-    path = write_results(name, settings=settings, results=results, ratios=ratios, results_dir=args.results_dir,
-                         checks=checks)
+    path = write_results(name, script=__file__, argv=argv, settings=settings, results=results, ratios=ratios,
+                         results_dir=args.results_dir, checks=checks)
     return {"path": path, "results": results, "checks": checks, "ratios": ratios}
 
 

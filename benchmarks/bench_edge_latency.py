@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> Path:
     print(ratio_table(ratios))
     results = {name: {"median_ms": statistics.median(ms), "p90_ms": statistics.quantiles(ms, n=10)[-1],
                       "min_ms": min(ms)} for name, ms in summary.items()}
-    return write_results("edge_latency", settings=vars(args), results=results, ratios=ratios,
-                         results_dir=args.results_dir,
+    return write_results("edge_latency", script=__file__, argv=argv, settings=vars(args), results=results,
+                         ratios=ratios, results_dir=args.results_dir,
                          checks={"max_abs_diff_ort_vs_pytorch": diff,
                                  "target_10ms_met": statistics.median(ort) <= 10})
 

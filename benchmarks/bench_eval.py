@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> Path:
         checks[f"tp_same: {name}"] = tp == ours_sub
     print()
     print(ratio_table(ratios))
-    return write_results("eval", settings=vars(args), results=results, ratios=ratios, results_dir=args.results_dir,
+    return write_results("eval", script=__file__, argv=argv, settings=vars(args), results=results, ratios=ratios,
+                         results_dir=args.results_dir,
                          checks=checks)
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> Path:
                          "generate_dataset, 1 process")]
         results[f"images_per_s_{args.workers}_processes"] = ipsn
     print(ratio_table(ratios))
-    return write_results("synth", settings=vars(args), results=results, ratios=ratios, results_dir=args.results_dir,
+    return write_results("synth", script=__file__, argv=argv, settings=vars(args), results=results, ratios=ratios,
+                         results_dir=args.results_dir,
                          checks={"target_50_images_per_s_met": max(ips1, results.get(
                              f"images_per_s_{args.workers}_processes", 0.0)) >= 50})
 

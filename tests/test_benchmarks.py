@@ -37,7 +37,8 @@ def written(path: Path, name: str) -> dict[str, Any]:
     m = data["machine"]
     assert m["cpu_count"] >= 1 and m["cpu_model"] and m["python"] and len(m["load_average_start"]) == 3
     assert m["versions"]["torch"] and m["versions"]["transformers"] and m["versions"]["trl"]
-    assert "commit" in m["git"] and data["date"] and data["command"]
+    assert "commit" in m["git"] and data["date"]
+    assert data["command"].startswith(".venv/bin/python benchmarks/bench_") and "--results-dir" in data["command"]
     assert data["ratios"], "a benchmark must report at least one ratio"
     for r in data["ratios"]:
         assert math.isfinite(r["speedup"]) and r["speedup"] > 0, r
@@ -50,8 +51,8 @@ def test_ratio_reads_as_speedup_for_rates_and_times(tmp_path: Path) -> None:
     assert results.Ratio("rate", 30.0, 10.0, "images/s", "ref").speedup == pytest.approx(3.0)
     assert results.Ratio("time", 2.0, 10.0, "ms", "ref", higher_is_better=False).speedup == pytest.approx(5.0)
     with pytest.raises(ValueError, match="broken"):
-        results.write_results("bad", settings={}, results={}, ratios=[results.Ratio("x", 0.0, 1.0, "s", "r")],
-                              results_dir=tmp_path)
+        results.write_results("bad", script="bench_bad.py", argv=[], settings={}, results={},
+                              ratios=[results.Ratio("x", 0.0, 1.0, "s", "r")], results_dir=tmp_path)
     assert not (tmp_path / "bad.json").exists()
 
 
