@@ -69,7 +69,9 @@ def test_parameters_counted_unpacked(shared_data: Path) -> None:
 
     packed = SimpleNamespace(numel=lambda: 8, quant_state=SimpleNamespace(shape=torch.Size([4, 4])))
     plain = SimpleNamespace(numel=lambda: 10)
-    assert bench.real_parameter_count(SimpleNamespace(parameters=lambda: [packed, plain])) == 26
+    adapter = SimpleNamespace(numel=lambda: 1000)
+    parts = [("q_proj.weight", packed), ("q_proj.bias", plain), ("q_proj.lora_A.default.weight", adapter)]
+    assert bench.real_parameter_count(SimpleNamespace(named_parameters=lambda: parts)) == 26
     config = AutoConfig.from_pretrained(shared_data / "qwen_configs" / "Qwen2.5-VL-7B-Instruct")
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)

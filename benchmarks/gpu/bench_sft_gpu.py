@@ -106,10 +106,12 @@ def parse_arms(text: str) -> list[Arm]:
 
 
 def real_parameter_count(model: Any) -> int:
-    """Parameters of the model as it was defined: a bitsandbytes 4-bit weight packs two values per byte
-    (its storage has half the elements), so its quant_state's original shape is counted instead."""
+    """Parameters of the base model as it was defined, LoRA adapters left out: a bitsandbytes 4-bit weight
+    packs two values per byte (its storage has half the elements), so its quant_state's shape is counted."""
     total = 0
-    for p in model.parameters():
+    for name, p in model.named_parameters():
+        if ".lora_" in name:
+            continue
         state = getattr(p, "quant_state", None)
         total += math.prod(state.shape) if state is not None and getattr(state, "shape", None) else p.numel()
     return total
@@ -486,6 +488,7 @@ def run_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
     trainer.add_callback(timer)
     lora_modules = sum(1 for n, _ in model.named_modules() if n.endswith(".lora_A"))
     trainable, _ = count_parameters(model)
+    parameters = real_parameter_count(model)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
@@ -494,7 +497,7 @@ def run_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     res: dict[str, Any] = {
         **asdict(arm), "arm": arm.name, "status": "ok", "config": folder, "family": family,
-        "parameters_b": round(real_parameter_count(model) / 1e9, 4), "trainable_m": round(trainable / 1e6, 3),
+        "parameters": parameters, "parameters_b": round(parameters / 1e9, 3), "trainable_m": round(trainable / 1e6, 3),
         "lora_modules": lora_modules, "load_s": round(load_s, 1),
         "image_tokens_per_sample": (counting.image_tokens[0] / args.batch_size) if counting.image_tokens else None,
         "max_seq_len": max(counting.seq_lens) if counting.seq_lens else None,
@@ -644,8 +647,8 @@ def orchestrate(args: argparse.Namespace) -> int:
                 entry["wall_s"] = round(wall, 1)
                 if entry["status"] == "ok":
                     walls[(arm.model, arm.method)] = max(wall, walls.get((arm.model, arm.method), 0.0))
-                    check = res["checkpoints"][arm.model]["parameters"] / 1e9
-                    entry["parameters_match_config"] = abs(entry["parameters_b"] - check) < 5e-4
+                    config_count = res["checkpoints"][arm.model]["parameters"]  # counted on the meta device
+                    entry["parameters_match_config"] = entry["parameters"] == config_count
             res["arms"].append(entry)
             save()
             log_line(log, f"{arm.name}: {entry['status']}" + (
