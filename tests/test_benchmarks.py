@@ -113,3 +113,23 @@ def test_bench_edge_latency(tmp_path: Path) -> None:
                                              "--results-dir", str(tmp_path)])
     data = written(path, "edge_latency")
     assert data["checks"]["max_abs_diff_ort_vs_pytorch"] < 1e-3
+
+
+def test_bench_detect_finds_the_tokenizer_beside_qwen_configs(tmp_path: Path) -> None:
+    """`--arch-config .../qwen_configs/NAME` takes Qwen's tokenizer from `.../qwen2_5_vl_tokenizer` (the layout
+    of ../shared/data and of the GPU carry) unless the config folder holds one or `--tokenizer` names one."""
+    find = bench("bench_detect").tokenizer_dir
+    arch, beside, given = (tmp_path / "qwen_configs" / "Qwen2.5-VL-7B-Instruct", tmp_path / "qwen2_5_vl_tokenizer",
+                           tmp_path / "tok")
+    for d in (arch, beside, given):
+        d.mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no tokenizer.json"):
+        find(arch, None)
+    (beside / "tokenizer.json").write_text("{}")
+    assert find(arch, None) == beside
+    (arch / "tokenizer.json").write_text("{}")
+    assert find(arch, None) == arch
+    with pytest.raises(SystemExit, match="pass --tokenizer"):
+        find(arch, given)
+    (given / "tokenizer.json").write_text("{}")
+    assert find(arch, given) == given
