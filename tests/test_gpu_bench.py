@@ -78,6 +78,41 @@ def test_parameters_counted_unpacked(shared_data: Path) -> None:
     assert round(bench.real_parameter_count(model) / 1e9, 2) == 8.29
 
 
+def test_meta_parameter_count_of_qwen3_vl_8b(shared_data: Path) -> None:
+    """The count each arm is checked against: 8.77B for Qwen3-VL-8B (../shared/data/qwen_configs/README.md)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(shared_data / "qwen_configs" / "Qwen3-VL-8B-Instruct")
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    assert round(bench.real_parameter_count(model) / 1e9, 2) == 8.77
+
+
+@pytest.mark.parametrize("model_key", ["7b", "8b"])
+def test_checkpoint_processor_has_the_budget_and_the_config_token_ids(tmp_path: Path, shared_data: Path,
+                                                                      model_key: str) -> None:
+    """The processor a full-size checkpoint gets (the GPU path: Qwen's real tokenizer) keeps the run's pixel
+    budget and agrees with the real config on the image token; Qwen3-VL's <think> is 151667 (TOKENS.md)."""
+    from PIL import Image
+    from transformers import AutoConfig, AutoProcessor
+
+    folder, family = bench.MODELS[model_key]
+    config_dir = shared_data / "qwen_configs" / folder
+    tokenizer = bench.tokenizer_for(shared_data, family)
+    bench.save_processor(family, config_dir, tokenizer, tmp_path, min_pixels=3136, max_pixels=50176)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    config = AutoConfig.from_pretrained(config_dir)
+    assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") == config.image_token_id
+    if family == "qwen3-vl":
+        assert processor.tokenizer.convert_tokens_to_ids("<think>") == 151667
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "rope?"}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    batch = processor(text=[text], images=[Image.new("RGB", (640, 480))], return_tensors="pt")
+    factor = 32 if family == "qwen3-vl" else 28
+    assert int((batch["input_ids"] == config.image_token_id).sum()) == _tokens(480, 640, factor, 3136, 50176)
+
+
 def _fake_wheel(path: Path, libs: list[str]) -> None:
     """A minimal valid wheel of a package `bitsandbytes` holding `libs` (with a correct RECORD)."""
     files = {"bitsandbytes/__init__.py": b"", **{f"bitsandbytes/{lib}": lib.encode() * 100 for lib in libs},

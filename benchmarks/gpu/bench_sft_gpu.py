@@ -225,6 +225,32 @@ def tokenizer_for(reference: Path, family: str) -> Any:
     return tok
 
 
+def save_processor(family: str, config_dir: Path, tokenizer: Any, out: Path, *, min_pixels: int,
+                   max_pixels: int) -> None:
+    """The model's processor saved into `out`: `tokenizer`, the config folder's image processor with this
+    run's pixel budget (as `size` and as min/max_pixels, the two spellings transformers reads), a video
+    processor of the same patch geometry, and the config folder's chat template."""
+    from transformers import (
+        AutoImageProcessor,
+        Qwen2_5_VLProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    image_processor = AutoImageProcessor.from_pretrained(config_dir, size=size, min_pixels=min_pixels,
+                                                         max_pixels=max_pixels)
+    video_cls = Qwen3VLVideoProcessor if family == "qwen3-vl" else Qwen2VLVideoProcessor
+    video_processor = video_cls(patch_size=image_processor.patch_size, merge_size=image_processor.merge_size,
+                                temporal_patch_size=image_processor.temporal_patch_size,
+                                image_mean=image_processor.image_mean, image_std=image_processor.image_std)
+    template = json.loads((config_dir / "chat_template.json").read_text())["chat_template"]
+    processor_cls = Qwen3VLProcessor if family == "qwen3-vl" else Qwen2_5_VLProcessor
+    processor_cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+                  chat_template=template).save_pretrained(out)
+
+
 def build_checkpoint(model_key: str, reference: Path, out: Path, *, tiny: bool, min_pixels: int,
                      max_pixels: int) -> dict[str, Any]:
     """Random bf16 weights of the model's real config saved as a checkpoint with its processor (Qwen's real
@@ -236,16 +262,7 @@ def build_checkpoint(model_key: str, reference: Path, out: Path, *, tiny: bool, 
     Also counts the architecture's parameters on the meta device: each arm's `parameters_b` is checked
     against it. Reused when `out` already holds a finished one (its marker file is written last)."""
     import torch
-    from transformers import (
-        AutoConfig,
-        AutoImageProcessor,
-        AutoModelForImageTextToText,
-        AutoTokenizer,
-        Qwen2_5_VLProcessor,
-        Qwen2VLVideoProcessor,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
     from jamspotter.models.tiny import build_tiny_model
 
@@ -272,17 +289,7 @@ def build_checkpoint(model_key: str, reference: Path, out: Path, *, tiny: bool, 
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
-    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    image_processor = AutoImageProcessor.from_pretrained(config_dir, size=size, min_pixels=min_pixels,
-                                                         max_pixels=max_pixels)
-    video_cls = Qwen3VLVideoProcessor if family == "qwen3-vl" else Qwen2VLVideoProcessor
-    video_processor = video_cls(patch_size=image_processor.patch_size, merge_size=image_processor.merge_size,
-                                temporal_patch_size=image_processor.temporal_patch_size,
-                                image_mean=image_processor.image_mean, image_std=image_processor.image_std)
-    template = json.loads((config_dir / "chat_template.json").read_text())["chat_template"]
-    processor_cls = Qwen3VLProcessor if family == "qwen3-vl" else Qwen2_5_VLProcessor
-    processor_cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
-                  chat_template=template).save_pretrained(out)
+    save_processor(family, config_dir, tokenizer, out, min_pixels=min_pixels, max_pixels=max_pixels)
     info = {"model": model_key, "config": folder, "family": family, "tiny": tiny, "parameters": parameters,
             "min_pixels": min_pixels, "max_pixels": max_pixels, "seconds": round(time.perf_counter() - start, 1),
             "weights": "random, seed 0" + ("" if tiny else ", bf16")}
