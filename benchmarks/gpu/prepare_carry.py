@@ -64,10 +64,10 @@ def pinned_requirements() -> list[str]:
     return reqs + [f"{k}=={v}" for k, v in PINNED.items()]
 
 
-def download_wheels(dest: Path, reqs: list[str]) -> None:
+def download_wheels(dest: Path, reqs: list[str], python: str = DEVICE_PYTHON) -> None:
     """pip download for the device's Python and platform, no dependencies (each one is named)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-           DEVICE_PYTHON, "--implementation", "cp", *(a for p in PLATFORMS for a in ("--platform", p)),
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", python,
+           "--implementation", "cp", *(a for p in PLATFORMS for a in ("--platform", p)),
            "-q", "-d", str(dest), *reqs]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
@@ -138,18 +138,18 @@ def untracked_bytes(root: Path = ROOT) -> int:
     return sum((root / n).stat().st_size for n in names.decode().split("\0") if n and (root / n).is_file())
 
 
-def build(carry: Path, shared: Path, wheels: bool) -> dict:
+def build(carry: Path, shared: Path, wheels: bool, python: str = DEVICE_PYTHON) -> dict:
     """Fill `carry` (replacing what was there); returns the manifest."""
     if carry.exists():
         shutil.rmtree(carry)
     carry.mkdir(parents=True)
     copy_reference(shared, carry)
-    manifest: dict = {"python": DEVICE_PYTHON, "wheels": {}, "bitsandbytes_cut": None}
+    manifest: dict = {"python": python, "wheels": {}, "bitsandbytes_cut": None}
     if wheels:
         dest = carry / "wheels"
         dest.mkdir()
         reqs = pinned_requirements()
-        download_wheels(dest, reqs)
+        download_wheels(dest, reqs, python)
         bnb = sorted(dest.glob("bitsandbytes-*.whl"))
         if len(bnb) != 1:
             raise SystemExit(f"prepare_carry: expected one bitsandbytes wheel, found {[p.name for p in bnb]}")
@@ -171,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                                                       or ROOT.parent / "shared" / "data"),
                    help="where qwen_configs/ and qwen2_5_vl_tokenizer/ are (../shared/data)")
     p.add_argument("--no-wheels", action="store_true", help="configs and tokenizer only (the CPU rehearsal)")
+    p.add_argument("--python-version", default=DEVICE_PYTHON,
+                   help="the Python the wheels are for (the device's; this machine's to rehearse the install)")
     args = p.parse_args(argv)
-    manifest = build(args.carry, args.shared, wheels=not args.no_wheels)
+    manifest = build(args.carry, args.shared, wheels=not args.no_wheels, python=args.python_version)
     carry_b = folder_bytes(args.carry)
     tracked_b, untracked_b = tracked_bytes(), untracked_bytes()
     total = carry_b + tracked_b + untracked_b

@@ -10,14 +10,22 @@
 #   sft_gpu.json   per-arm results and ratios, written after every arm
 #   sft_gpu.log    every benchmark process's output
 #   detect.log, detect/...   the detection benchmark's output and results
-# Settings (environment): CARRY (.gpu_carry), ARMS (default), SFT_BUDGET_S (400), DETECT_S (90),
-# STEPS (10), WARMUP (2). Build the carry first, on the CPU machine: benchmarks/gpu/prepare_carry.py.
+# Settings (environment): CARRY (.gpu_carry), ARMS (default), SFT_BUDGET_S (400 s, or 490 s when the
+# detection benchmark does not run), DETECT_S (90; 0 skips it), STEPS (10), WARMUP (2), PYTHON (python3),
+# BENCH_ARGS (more bench_sft_gpu.py flags, e.g. for a CPU rehearsal of this script: --tiny --rows 2 ...),
+# SITE (/tmp/site: where the wheels go), WORK (/tmp/jamspotter-sft-bench: checkpoints, ~17 GB per model).
+# Build the carry first, on the CPU machine: benchmarks/gpu/prepare_carry.py.
 set -uo pipefail
 : "${OUT:?OUT is not set: this script runs on the device machine, which sets it}"
 CARRY=${CARRY:-.gpu_carry}
 ARMS=${ARMS:-default}
-SFT_BUDGET_S=${SFT_BUDGET_S:-400}
 DETECT_S=${DETECT_S:-90}
+if [ -f benchmarks/bench_detect.py ] && [ "$DETECT_S" -gt 0 ]; then SFT_BUDGET_S=${SFT_BUDGET_S:-400}
+else SFT_BUDGET_S=${SFT_BUDGET_S:-490}; fi
+PYTHON=${PYTHON:-python3}
+BENCH_ARGS=${BENCH_ARGS:-}
+SITE=${SITE:-/tmp/site}
+WORK=${WORK:-/tmp/jamspotter-sft-bench}
 STEPS=${STEPS:-10}
 WARMUP=${WARMUP:-2}
 mkdir -p "$OUT"
@@ -30,19 +38,22 @@ if [ ! -d "$CARRY/wheels" ]; then
   echo "run_on_device: $CARRY/wheels not found: build it with benchmarks/gpu/prepare_carry.py and carry it"
   exit 2
 fi
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+CARRY=$(cd "$CARRY" && pwd)
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
   "$CARRY"/wheels/*.whl || { echo "run_on_device: wheel install failed"; exit 2; }
 echo "run_on_device: wheels installed in $((SECONDS - start)) s"
-export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false \
+export PYTHONPATH="$SITE:$PWD/src" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false \
   HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=/tmp/hf \
-  JAMSPOTTER_REFERENCE_DATA="$PWD/$CARRY"
-python3 benchmarks/gpu/bench_sft_gpu.py --reference "$CARRY" --out "$OUT" --work /tmp/jamspotter-sft-bench \
-  --arms "$ARMS" --budget-s "$SFT_BUDGET_S" --steps "$STEPS" --warmup "$WARMUP"
+  JAMSPOTTER_REFERENCE_DATA="$CARRY"
+# shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
+"$PYTHON" benchmarks/gpu/bench_sft_gpu.py --reference "$CARRY" --out "$OUT" --work "$WORK" \
+  --arms "$ARMS" --budget-s "$SFT_BUDGET_S" --steps "$STEPS" --warmup "$WARMUP" $BENCH_ARGS
 sft_rc=$?
 echo "run_on_device: SFT matrix exit code $sft_rc after $((SECONDS - start)) s"
 if [ -f benchmarks/bench_detect.py ] && [ "$DETECT_S" -gt 0 ]; then
-  timeout "$DETECT_S" python3 benchmarks/bench_detect.py --device cuda \
-    --arch-config "$CARRY/qwen_configs/Qwen2.5-VL-7B-Instruct" --batches 1,4,16 --results-dir "$OUT/detect" \
+  timeout "$DETECT_S" "$PYTHON" benchmarks/bench_detect.py --device cuda \
+    --arch-config "$CARRY/qwen_configs/Qwen2.5-VL-7B-Instruct" --tokenizer "$CARRY/qwen2_5_vl_tokenizer" \
+    --batches 1,4,16 --results-dir "$OUT/detect" \
     > "$OUT/detect.log" 2>&1
   echo "run_on_device: detection benchmark exit code $? (124: stopped at ${DETECT_S} s) after $((SECONDS - start)) s"
   tail -n 20 "$OUT/detect.log"
