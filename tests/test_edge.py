@@ -47,7 +47,7 @@ def trained(tmp_path_factory) -> Path:
     data = _tiny_folder(root / "data", shared if (shared / "trashnet").is_dir() else None)
     out = root / "run"
     res = CliRunner().invoke(app, ["edge", "train", "--data", str(data), "--out", str(out), "--epochs", "1",
-                                   "--image-size", "64", "--batch-size", "4", "--cache-views", "1"])
+                                   "--image-size", "64", "--batch-size", "4", "--cache-views", "1", "--tta-flips"])
     assert res.exit_code == 0, res.output
     return out
 
@@ -62,6 +62,51 @@ def test_train_writes_checkpoint_metrics_and_plots(trained):
     assert np.asarray(report["val"]["confusion_matrix"]).sum() == report["val"]["n"] == 2
     for f in ("model.safetensors", "confusion_matrix.png", "training_curves.png"):
         assert (trained / f).stat().st_size > 500
+    # cosine schedule, stepped per batch: 3 batches of 4 in the one epoch end at lr 0
+    assert report["history"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert meta["tta_flips"] is True and 0 <= report["one_view_accuracy"]["val"] <= 1
+    assert report["cpu_seconds"]["total"] > 0
+
+
+def test_stem_features_flips_match_pil_and_probabilities_average_views(tmp_path):
+    from PIL import ImageOps
+
+    from jamspotter.edge.data import FLIPS, ImageDataset, Item, pil_to_chw
+    from jamspotter.edge.train import predict_features, stem_features
+
+    rng = np.random.default_rng(3)
+    im = Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    im.save(tmp_path / "im.png")
+    ds = ImageDataset([Item(tmp_path / "im.png", "a", "val")], ["a"], 16)
+    feats, labels = stem_features(lambda x: x, torch.utils.data.DataLoader(ds, batch_size=1), "t", FLIPS)
+    want = [im, ImageOps.mirror(im), ImageOps.flip(im), ImageOps.flip(ImageOps.mirror(im))]
+    assert feats.shape == (4, 1, 3, 16, 16) and labels.tolist() == [0]
+    for got, ref in zip(feats, want, strict=True):
+        assert torch.equal(got[0], pil_to_chw(ref).half())
+
+    tail = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    views = torch.randn(4, 5, 2)
+    p = predict_features(tail, views, batch_size=2).numpy()
+    with torch.no_grad():
+        logits = tail(views.reshape(-1, 2)).reshape(4, 5, 3).double().numpy()
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    assert np.allclose(p, (e / e.sum(-1, keepdims=True)).mean(0), atol=1e-6)
+
+
+def test_train_config_rejects_unknown_schedule_and_cli_defaults_match_config():
+    import inspect
+
+    from jamspotter.cli.edge import train_cmd
+    from jamspotter.edge.train import EdgeTrainConfig
+
+    with pytest.raises(DataError, match="schedule"):
+        EdgeTrainConfig(schedule="linear")
+    with pytest.raises(DataError, match="stem_backend"):
+        EdgeTrainConfig(stem_backend="tvm")
+    d = EdgeTrainConfig()
+    params = inspect.signature(train_cmd).parameters
+    for name in ("epochs", "cache_views", "patience", "schedule", "tta_flips", "lr", "batch_size", "train_blocks"):
+        assert params[name].default.default == getattr(d, name), name
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +167,14 @@ def test_onnx_and_checkpoint_predictions_agree(trained, exported):
     b = EdgeClassifier(trained).probabilities(frames)
     assert a.shape == (3, 3) and np.allclose(a.sum(1), 1, atol=1e-5)
     assert np.allclose(a, b, atol=1e-4)
+
+    # flips=True is the mean over the frame and its mirrored copies (frames at the model size: no resize)
+    frame = np.random.default_rng(7).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    mirrored = [frame, frame[:, ::-1], frame[::-1], frame[::-1, ::-1]]
+    one_view = EdgeClassifier(trained).probabilities([np.ascontiguousarray(f) for f in mirrored])
+    for model in (trained, tmp_path / "model.onnx"):
+        tta = EdgeClassifier(model, flips=True).probabilities([frame])
+        assert np.allclose(tta[0], one_view.mean(0), atol=1e-4)
 
 
 def test_split_csv_and_samples_jsonl(tmp_path):

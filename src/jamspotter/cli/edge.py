@@ -15,7 +15,7 @@ from jamspotter.errors import JamspotterError
 def train_cmd(
     data: Path = typer.Option(..., "--data", help="TrashNet-style folder (split.csv), ImageFolder, or samples.jsonl."),
     out: Path = typer.Option(..., "--out", help="Output folder (checkpoint, metrics.json, plots)."),
-    epochs: int = typer.Option(10, "--epochs", min=1),
+    epochs: int = typer.Option(15, "--epochs", min=1),
     arch: str = typer.Option("efficientnet-lite0", "--arch",
                              help="efficientnet-lite0 | resnet18 | mobilenet_v3_small | mobilenet_v3_large"),
     image_size: int = typer.Option(224, "--image-size", min=32),
@@ -24,7 +24,11 @@ def train_cmd(
     train_blocks: int = typer.Option(None, "--train-blocks", help="Trailing blocks to fine-tune (default per arch)."),
     cache_views: int = typer.Option(3, "--cache-views", min=0,
                                     help="Augmented views per train image with cached stem features; 0 = live."),
-    patience: int = typer.Option(4, "--patience", min=1, help="Early stopping on val accuracy."),
+    patience: int = typer.Option(None, "--patience", min=1,
+                                 help="Stop after this many epochs without a better val accuracy (default: never)."),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine (per step, to 0 at --epochs) | plateau"),
+    tta_flips: bool = typer.Option(True, "--tta-flips/--no-tta-flips",
+                                   help="Score val/test as the mean over the image and its h, v and hv flips."),
     stem_backend: str = typer.Option("onnxruntime", "--stem-backend", help="onnxruntime | torch"),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
     seed: int = typer.Option(0, "--seed"),
@@ -45,7 +49,7 @@ def train_cmd(
 
     cfg = EdgeTrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                           train_blocks=train_blocks, cache_views=cache_views, patience=patience, seed=seed,
-                          pretrained=pretrained, stem_backend=stem_backend)
+                          pretrained=pretrained, stem_backend=stem_backend, schedule=schedule, tta_flips=tta_flips)
     with output_dir(out, "edge train", overwrite=overwrite, inputs=[data]) as stage:
         report = train_classifier(data, stage, cfg)
     for split in ("val", "test"):
@@ -53,6 +57,10 @@ def train_cmd(
         if m:
             typer.echo(f"{split}: accuracy {m['accuracy']:.4f}  weighted P/R/F1 {m['precision']:.4f}/"
                        f"{m['recall']:.4f}/{m['f1']:.4f}  (n={m['n']})")
+    if report["config"]["tta_flips"]:
+        one = report["one_view_accuracy"]
+        typer.echo("(accuracies above average 4 flips per image; one view: val "
+                   f"{one['val']:.4f}" + (f", test {one['test']:.4f})" if one["test"] is not None else ")"))
     typer.echo(f"best epoch {report['best_epoch']}, {report['seconds']['total']:.0f} s; wrote {out}")
 
 

@@ -19,6 +19,8 @@ from jamspotter.errors import DataError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
+# test-time views as flip dims of an NCHW batch: as is, horizontal, vertical, both
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
 
 @dataclass(frozen=True)

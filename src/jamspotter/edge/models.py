@@ -27,7 +27,7 @@ ARCHS: tuple[str, ...] = ("efficientnet-lite0", "resnet18", "mobilenet_v3_small"
 LITE_NORM = ((127 / 255,) * 3, (128 / 255,) * 3)
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # trailing blocks fine-tuned by default (the rest is the frozen stem); small because CPU training is the target
-DEFAULT_TRAIN_BLOCKS = {"efficientnet-lite0": 1, "resnet18": 1, "mobilenet_v3_small": 3, "mobilenet_v3_large": 4}
+DEFAULT_TRAIN_BLOCKS = {"efficientnet-lite0": 2, "resnet18": 1, "mobilenet_v3_small": 3, "mobilenet_v3_large": 4}
 
 
 class Normalize(nn.Module):
