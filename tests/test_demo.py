@@ -76,6 +76,10 @@ def test_demo_page_links_every_artefact_that_exists(demo):
     assert "tiny and random" in page and "assumed detector" in page
     assert "held-out scenes (not trained on)" in page and "training scenes (memorisation check)" in page
     assert "Skipped: pass --trashnet DIR" in page
+    for artefact in ("twin/recall_sweep.json", "twin/simulation.json", "service/detect.json", "preds_heldout.jsonl",
+                     "report_heldout/metrics.json", "report_train/gallery.html", "belt/clips/clip-0000.mp4"):
+        assert artefact in refs.links, artefact
+    assert "--stream belt/images/" in page  # the dashboard streams the scenes, not the preview collage
 
 
 def test_demo_output_has_no_raw_progress_bars_and_our_calls_no_warnings(demo):

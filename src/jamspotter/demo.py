@@ -55,6 +55,18 @@ class Step:
         """The step as a user would type it."""
         return "jamspotter " + shlex.join(self.args)
 
+    def outputs(self, out: Path) -> list[Path]:
+        """What the step writes: its --out/--draw targets, a training run's folder, or the Python step's file."""
+        if self.action == "service":
+            return [out / SERVICE / "detect.json"]
+        if self.action == "subset":
+            return [out / EDGE_DATA / "split.csv"]
+        found = [Path(v) for k, v in zip(self.args, self.args[1:], strict=False) if k in ("--out", "--draw")]
+        runs = [Path(a.split("=", 1)[1]) for a in self.args if a.startswith("train.output_dir=")]
+        if self.args[:2] == ["train", "grpo"]:
+            runs = [r / "grpo" for r in runs]
+        return found + runs
+
 
 def demo_steps(out: Path, quick: bool = False, trashnet: Path | None = None) -> list[Step]:
     """The demo's commands in order; `quick` shrinks data and training (tests), `trashnet` adds the edge step."""
@@ -145,7 +157,7 @@ h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin
 .note{background:#fff6d6;border-left:4px solid #e6a800;padding:.6em .9em;margin:.8em 0}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin:.4em;vertical-align:top}
-figure img{max-width:330px;border:1px solid #ccc}
+figure img{max-width:520px;border:1px solid #ccc}
 .scenes figure img{width:224px;image-rendering:pixelated}figcaption{font-size:12px;color:#555;max-width:330px}
 img.wide{max-width:100%;border:1px solid #ccc}pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:13px}
 code{background:#f4f4f4;padding:0 .2em}"""
@@ -201,18 +213,21 @@ def _metrics_table(named: dict[str, dict | None]) -> str:
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>"
 
 
-def _twin_table(sim: dict) -> str:
-    keys = [("jams per day", "jams_per_day"), ("downtime (h)", "downtime_h"), ("throughput (t/h)", "throughput_tph"),
-            ("tons recovered", "tons_recovered"), ("tanglers picked", "tanglers_picked"),
-            ("false picks", "false_picks"), ("cost per day ($)", "cost_per_day"), ("total cost ($)", "cost_total")]
-    rows = []
-    for label, k in keys:
-        a, b, d = (sim.get(s, {}).get(k) for s in ("without_detector", "with_detector", "difference"))
-        if a is None and b is None:
-            continue
-        rows.append(f"<tr><td>{_e(label)}</td><td>{_fmt(a)}</td><td>{_fmt(b)}</td><td>{_fmt(d)}</td></tr>")
-    return ("<table><tr><th>per simulated run</th><th>without detector</th><th>with detector</th>"
-            f"<th>difference</th></tr>{''.join(rows)}</table>")
+def _sweep_table(sweep: dict) -> str:
+    """The line per day without a detector, and with one at each recall of the sweep (precision held)."""
+    rows = sweep.get("rows") or []
+    if not rows:
+        return ""
+    base = rows[0]
+    head = (f"<p>Without a detector the simulated line stops {_fmt(base.get('baseline_jams_per_day'))} times a day "
+            f"({_fmt(base.get('baseline_downtime_h_per_day'))} h of downtime, "
+            f"${_fmt(base.get('baseline_cost_per_day'))} a day of downtime, crew and disposal cost). "
+            f"With a detector of precision {_fmt(rows[0].get('precision'))}, by its jam recall:</p>")
+    body = "".join(f"<tr><td>{_fmt(r.get('recall'))}</td><td>{_fmt(r.get('jams_per_day'))}</td>"
+                   f"<td>{_fmt(r.get('downtime_h_per_day'))}</td><td>{_fmt(r.get('cost_per_day'))}</td>"
+                   f"<td>{_fmt(r.get('savings_per_day'))}</td></tr>" for r in rows)
+    return (head + "<table><tr><th>jam recall</th><th>jams per day</th><th>downtime h per day</th>"
+            f"<th>cost per day ($)</th><th>saving per day ($)</th></tr>{body}</table>")
 
 
 def _gallery(folder: Path, out: Path, limit: int) -> str:
@@ -243,14 +258,17 @@ def write_index(out: Path, steps: list[Step], seconds: float, edge_note: str | N
 
     parts.append("<h2>1. Data: a synthetic belt</h2>")
     parts.append(_img(out / BELT / "preview.png", out, "belt preview", wide=True))
-    parts.append(f"<p>Labelled scenes and a clip in {_link(out / BELT, out)} (the canonical "
+    clips = sorted((out / BELT / "clips").glob("*.mp4"))
+    parts.append(f"<p>Labelled scenes and a clip ({', '.join(_link(c, out) for c in clips) or 'none'}) in "
+                 f"{_link(out / BELT, out)} (the canonical "
                  f"<code>samples.jsonl</code>), exported as Qwen2.5-VL training text "
                  f"({_link(out / 'belt_qwen2.5-vl.jsonl', out)}) and COCO ({_link(out / 'belt_coco.json', out)}).</p>")
 
     parts.append("<h2>2. Training: SFT, then GRPO</h2>")
     if sft:
         parts.append(f"<p>SFT: {sft.get('global_step')} steps on {sft.get('train_samples')} examples, train loss "
-                     f"{_fmt(sft.get('train_loss'))} ({_link(out / SFT_RUN, out, 'run folder')}).</p>")
+                     f"{_fmt(sft.get('train_loss'))} ({_link(out / SFT_RUN, out, 'run folder')}, weights in "
+                     f"{_link(out / SFT_RUN / 'final', out)}).</p>")
     if grpo:
         first, last = grpo.get("first_log") or {}, grpo.get("last_log") or {}
         rewards = sorted(k for k, v in last.items()
@@ -274,8 +292,13 @@ def write_index(out: Path, steps: list[Step], seconds: float, edge_note: str | N
                                  "training scenes (memorisation check)": train_m}))
     parts.append("<p>VLM answers carry no confidence, so there is no PR curve (all boxes score 1.0; see the "
                  "troubleshooting guide on mAP without scores). Reports: "
-                 f"{_link(out / REPORT_HELDOUT / 'summary.md', out, 'held-out summary')}, "
-                 f"{_link(out / REPORT_TRAIN / 'summary.md', out, 'training-scene summary')}.</p>")
+                 f"held-out {_link(out / REPORT_HELDOUT / 'summary.md', out, 'summary.md')}, "
+                 f"{_link(out / REPORT_HELDOUT / 'metrics.json', out, 'metrics.json')}, "
+                 f"{_link(out / REPORT_HELDOUT / 'gallery.html', out, 'gallery.html')}; training scenes "
+                 f"{_link(out / REPORT_TRAIN / 'summary.md', out, 'summary.md')}, "
+                 f"{_link(out / REPORT_TRAIN / 'metrics.json', out, 'metrics.json')}, "
+                 f"{_link(out / REPORT_TRAIN / 'gallery.html', out, 'gallery.html')}; predictions "
+                 f"{_link(out / 'preds_heldout.jsonl', out)}, {_link(out / 'preds_train.jsonl', out)}.</p>")
     for report, name in ((REPORT_HELDOUT, "held-out"), (REPORT_TRAIN, "training scenes")):
         for plot in ("pr_curve.png", "per_class.png"):
             parts.append(_img(out / report / plot, out, f"{name}: {plot.removesuffix('.png').replace('_', ' ')}"))
@@ -286,25 +309,32 @@ def write_index(out: Path, steps: list[Step], seconds: float, edge_note: str | N
     parts.append("<h2>5. The service</h2>")
     if service is not None:
         parts.append("<p>The same model behind <code>jamspotter serve</code>'s HTTP API: <code>POST /v1/detect</code>"
-                     " with a held-out scene answered (in process, no port opened):</p>"
+                     " with a held-out scene answered (in process, no port opened; "
+                     f"{_link(out / SERVICE / 'detect.json', out, 'detect.json')}):</p>"
                      f"<pre>{_e(_compact_json(service))}</pre>")
     parts.append("<p>Serve it with the live operator dashboard: <code>jamspotter serve --model "
-                 f"{_e(GRPO_FINAL)} --stream {_e(BELT)}/ --token s3cret</code> (run inside this folder), then "
+                 f"{_e(GRPO_FINAL)} --stream {_e(BELT)}/images/ --token s3cret</code> (run inside this folder), then "
                  "open <code>http://127.0.0.1:8000/</code>.</p>")
 
     parts.append("<h2>6. Digital twin of the line</h2>")
+    sweep = _json(out / TWIN / "recall_sweep.json")
     if sim:
         det = sim.get("detector", {})
         held = f"{held_m.get('f1'):.2f}" if held_m and isinstance(held_m.get("f1"), float) else "n/a"
         parts.append(
-            "<p class='note'>The twin ran on an <b>assumed detector</b> (recall "
+            "<p class='note'>This tiny model's held-out F1@0.5 of " + held + " says nothing about a real detector, so "
+            "the twin ran on an <b>assumed detector</b> (the line config's defaults: recall "
             f"{_fmt(det.get('recall'))}, precision {_fmt(det.get('precision'))}, latency {_fmt(det.get('latency_s'))}"
-            f" s: the line config's defaults), not on this tiny model, whose held-out F1@0.5 of {held} means "
-            "nothing. Read the saving off the recall sweep for your own detector's held-out jam recall, or run "
-            "<code>jamspotter line simulate --detector-metrics report/metrics.json</code> with it.</p>")
-        parts.append(f"<p>{_e(sim.get('hours'))} h of line time, {_e(sim.get('replications'))} seeded run(s):</p>")
-        parts.append(_twin_table(sim))
+            " s) and the page shows the sweep over recall instead of one saving. Read the saving off the sweep at "
+            "your own detector's held-out jam recall, or run <code>jamspotter line simulate --detector-metrics "
+            "report/metrics.json</code> with its report.</p>")
+        parts.append(f"<p>{_e(sim.get('hours'))} h of line time per point, averaged over "
+                     f"{_e(sim.get('replications'))} seeded run(s) "
+                     f"({_link(out / TWIN / 'recall_sweep.json', out, 'recall_sweep.json')}, "
+                     f"{_link(out / TWIN / 'simulation.json', out, 'simulation.json')}).</p>")
     parts.append(_img(out / TWIN / "recall_sweep.png", out, "cost and jams against detector recall", wide=True))
+    if sweep:
+        parts.append(_sweep_table(sweep))
 
     parts.append("<h2>7. Edge classifier</h2>")
     edge = _json(out / EDGE_RUN / "metrics.json")
@@ -318,10 +348,11 @@ def write_index(out: Path, steps: list[Step], seconds: float, edge_note: str | N
         for plot in ("confusion_matrix.png", "training_curves.png"):
             parts.append(_img(out / EDGE_RUN / plot, out, plot.removesuffix(".png").replace("_", " ")))
 
-    parts.append("<h2>The commands</h2><ol>")
+    parts.append("<h2>The commands</h2><p>Run from inside this folder, each as written:</p><ol>")
     for step in steps:
+        wrote = ", ".join(_link(p, out) for p in step.outputs(out) if p.exists())
         parts.append(f"<li>{_e(step.title)}" + (f"<pre>{_e(_relative_command(step, out))}</pre>" if step.args
-                                                  else "") + "</li>")
+                                                  else "") + (f"wrote {wrote}" if wrote else "") + "</li>")
     parts.append("</ol></body></html>")
     index = out / "index.html"
     with atomic_write(index) as fh:

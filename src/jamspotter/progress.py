@@ -1,6 +1,6 @@
 """Progress display: one rich display for a whole run, no raw tqdm bars where nobody watches a terminal.
 
-Every jamspotter loop that shows progress goes through `track` (and training through `trainer_progress`),
+Every jamspotter loop that shows progress goes through `track` (and training through `show_trainer_progress`),
 so a caller that wants one display for many steps (the demo) opens `shared_progress` and every loop inside
 it becomes a task of that display instead of a second live display, which rich refuses.
 """
@@ -82,11 +82,12 @@ def track(items: Iterable[T], total: int | None = None, description: str = "work
         progress.remove_task(task)
 
 
-def trainer_callbacks() -> list[Any]:
-    """Callbacks that show a Trainer's steps in the shared display (none without one; pair with `tqdm_wanted`)."""
+def show_trainer_progress(trainer: Any) -> None:
+    """Inside a shared display, show a Trainer's steps (and its last loss or reward) as one of its tasks instead of
+    printing every log dict; elsewhere leave the Trainer's own tqdm bar (terminal) or log lines (pipe) alone."""
     if _shared is None:
-        return []
-    from transformers import TrainerCallback
+        return
+    from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
     progress = _shared
 
@@ -102,9 +103,17 @@ def trainer_callbacks() -> list[Any]:
             if self.task is not None:
                 progress.update(self.task, completed=state.global_step)
 
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            shown = {k: v for k, v in (logs or {}).items() if k in ("loss", "reward") and isinstance(v, float)}
+            if self.task is not None and shown:
+                text = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
+                progress.update(self.task, description=f"  train ({text})")
+
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.task is not None:
                 progress.remove_task(self.task)
                 self.task = None
 
-    return [SharedDisplayTask()]
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(SharedDisplayTask())

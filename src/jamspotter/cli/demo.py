@@ -23,7 +23,7 @@ console = Console(soft_wrap=True)
 
 def _run(args: list[str]) -> None:
     """Print and run one `jamspotter ...` command in-process (errors propagate)."""
-    console.rule(f"[bold]$ jamspotter {shlex.join(args)}", align="left")
+    console.print(f"$ jamspotter {shlex.join(args)}", style="bold", markup=False, highlight=False)
     command = typer.main.get_command(app)
     command.main(args=args, prog_name="jamspotter", standalone_mode=False)
 
@@ -38,7 +38,7 @@ def _serve_once(final: Path, image: Path, max_new_tokens: int, out: Path) -> dic
     from jamspotter.serve.app import create_app
     from jamspotter.serve.settings import ServeSettings
 
-    console.rule(f"[bold]POST /v1/detect {image.name} (the service, in process)", align="left")
+    console.print(f"POST /v1/detect {image.name} (the service, in process)", style="bold", markup=False)
     settings = ServeSettings(model=str(final), max_new_tokens=max_new_tokens)
     app_ = create_app(settings, detector=Detector(final, max_new_tokens=max_new_tokens))
     with TestClient(app_) as client:
@@ -67,8 +67,12 @@ def demo(
     from jamspotter.outputs import prepare_dir, record_files
     from jamspotter.progress import shared_progress
 
-    if trashnet is not None and not trashnet.is_dir():
-        raise DataError(f"--trashnet {trashnet}: no such folder")
+    if trashnet is not None:
+        from jamspotter.edge.data import load_items
+
+        if not trashnet.is_dir():
+            raise DataError(f"--trashnet {trashnet}: no such folder")
+        load_items(trashnet)  # a folder without labelled images fails here, before the pipeline runs
     start = time.time()
     prepare_dir(out, "demo", overwrite=overwrite, inputs=[trashnet] if trashnet else [])
     steps = plan.demo_steps(out, quick=quick, trashnet=trashnet)
@@ -76,16 +80,17 @@ def demo(
     with shared_progress(console, len(steps), "demo") as (progress, task):
         for step in steps:
             progress.update(task, description=step.title)
+            console.rule(f"[bold]{step.title}", align="left")
             if step.action == "cli":
                 _run(step.args)
             elif step.action == "service":
                 image = min((out / plan.HELDOUT_SCENES / "images").glob("*.jpg"))
                 service = _serve_once(out / plan.GRPO_FINAL, image, 32 if quick else 256, out / plan.SERVICE)
             else:
-                console.rule(f"[bold]TrashNet subset of {trashnet}", align="left")
                 n = plan.trashnet_subset(trashnet, out / plan.EDGE_DATA)
                 console.print(f"{n} images named in {out / plan.EDGE_DATA / 'split.csv'}")
             progress.advance(task)
+        progress.update(task, description="demo finished")
     edge_note = None if trashnet else ("Skipped: pass --trashnet DIR (a TrashNet folder with split.csv) to train "
                                        "the edge classifier on a small subset of it.")
     index = plan.write_index(out, steps, time.time() - start, edge_note=edge_note, service=service)

@@ -79,7 +79,7 @@ def _fallback_tokenizer(family: str, vocab_size: int = 600) -> Any:
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
     tok = Qwen2Tokenizer(vocab=state["vocab"], merges=merges, unk_token=None)
     tok.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS[1:])})
-    tok.add_special_tokens({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"})
+    tok.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})  # as Qwen's own tokenizer
     extra = QWEN_TOOL_TOKENS + (QWEN3_EXTRA_TOKENS if family == "qwen3-vl" else ())
     tok.add_tokens(list(extra))
     return tok

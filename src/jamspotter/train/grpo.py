@@ -30,7 +30,7 @@ from jamspotter.formats.contract import RunContract
 from jamspotter.formats.crop import CropTool
 from jamspotter.formats.tasks import parse_counts
 from jamspotter.outputs import prepare_dir, record_files
-from jamspotter.progress import tqdm_wanted, trainer_callbacks
+from jamspotter.progress import show_trainer_progress, tqdm_wanted
 from jamspotter.train.config import SFTRunConfig, dump_config
 
 PLAIN, CROP = "plain", "crop"  # the two environments a prompt is routed to
@@ -293,7 +293,8 @@ def run_grpo(cfg: SFTRunConfig, sft_dir: str | Path, *, out: Path | None = None,
         trainer = _trainer_class()(
             model=model, reward_funcs=funcs, args=args,
             train_dataset=datasets.Dataset.from_list(rows), processing_class=processor,
-            environment_factory=environments, callbacks=[CompleteMarkerCallback(contract), *trainer_callbacks()])
+            environment_factory=environments, callbacks=[CompleteMarkerCallback(contract)])
+    show_trainer_progress(trainer)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     final = out / "final"

@@ -20,7 +20,7 @@ from jamspotter.data.records import Sample
 from jamspotter.errors import JamspotterError
 from jamspotter.formats.contract import RunContract, TaskMix, dataset_classes, taxonomy_overrides
 from jamspotter.outputs import record_files
-from jamspotter.progress import tqdm_wanted, trainer_callbacks
+from jamspotter.progress import show_trainer_progress, tqdm_wanted
 from jamspotter.train.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from jamspotter.train.config import SFTRunConfig, dump_config
 from jamspotter.train.data import Example, SFTCollator, example_to_row, expand_examples
@@ -294,7 +294,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
     eval_ds = (datasets.Dataset.from_list([example_to_row(Example(s, str(eval_root))) for s in held_out])
                if held_out else None)
     collator = SFTCollator(processor, fmt, clip_frames=contract.clip_frames)
-    callbacks: list[Any] = [CompleteMarkerCallback(contract), *trainer_callbacks()]
+    callbacks: list[Any] = [CompleteMarkerCallback(contract)]
     f1_slice = [s for s in held_out if s.image is not None][: cfg.train.f1_samples]
     zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
     if cfg.train.f1_steps and f1_slice and zero3:
@@ -304,6 +304,7 @@ def run_sft(cfg: SFTRunConfig, *, resume: bool = False, overwrite: bool = False,
                                              max_new_tokens=cfg.train.f1_max_new_tokens, out_dir=out))
     trainer = SFTTrainer(model=model, args=sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=processor, data_collator=collator, callbacks=callbacks)
+    show_trainer_progress(trainer)
 
     if full_weights:
         log("full fine-tuning: weights loaded from the checkpoint (ignore the Trainer's missing-keys warning)")
