@@ -10,8 +10,8 @@
 #   sft_gpu.json   per-arm results and ratios, written after every arm
 #   sft_gpu.log    every benchmark process's output
 #   detect.log, detect/...   the detection benchmark's output and results
-# Settings (environment): CARRY (.gpu_carry), ARMS (default), SFT_BUDGET_S (400 s, or 490 s when the
-# detection benchmark does not run), DETECT_S (90; 0 skips it), STEPS (10), WARMUP (2), PYTHON (python3),
+# Settings (environment): CARRY (.gpu_carry), ARMS (default), SFT_BUDGET_S (370 s, or 490 s when the
+# detection benchmark does not run), DETECT_S (120; 0 skips it), STEPS (10), WARMUP (2), PYTHON (python3),
 # BENCH_ARGS (more bench_sft_gpu.py flags, e.g. for a CPU rehearsal of this script: --tiny --rows 2 ...),
 # SITE (/tmp/site: where the wheels go), WORK (/tmp/jamspotter-sft-bench: checkpoints, ~17 GB per model).
 # Build the carry first, on the CPU machine: benchmarks/gpu/prepare_carry.py.
@@ -19,8 +19,8 @@ set -uo pipefail
 : "${OUT:?OUT is not set: this script runs on the device machine, which sets it}"
 CARRY=${CARRY:-.gpu_carry}
 ARMS=${ARMS:-default}
-DETECT_S=${DETECT_S:-90}
-if [ -f benchmarks/bench_detect.py ] && [ "$DETECT_S" -gt 0 ]; then SFT_BUDGET_S=${SFT_BUDGET_S:-400}
+DETECT_S=${DETECT_S:-120}
+if [ -f benchmarks/bench_detect.py ] && [ "$DETECT_S" -gt 0 ]; then SFT_BUDGET_S=${SFT_BUDGET_S:-370}
 else SFT_BUDGET_S=${SFT_BUDGET_S:-490}; fi
 PYTHON=${PYTHON:-python3}
 BENCH_ARGS=${BENCH_ARGS:-}
