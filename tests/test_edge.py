@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,9 @@ def test_export_onnx_matches_pytorch_and_predicts(trained, exported):
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.abs(ort_run(ort_session(onnx_path), x.numpy()) - ref).max() <= 1e-4
-    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    with warnings.catch_warnings():  # PyTorch's own notice that TorchScript is deprecated
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+        scripted = torch.jit.load(str(tmp_path / "model.ts"))
     assert torch.allclose(scripted(x), torch.from_numpy(ref), atol=1e-4)
     assert (tmp_path / "model.int8.onnx").stat().st_size < onnx_path.stat().st_size
     assert report["int8_static_calibration_images"] == 15

@@ -82,7 +82,9 @@ def export_torchscript(module: nn.Module, path: str | Path, example: torch.Tenso
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module.eval(), example)
-    with atomic_write(path, "wb") as fh:
+    with atomic_write(path, "wb") as fh, warnings.catch_warnings():
+        # PyTorch marks TorchScript deprecated; the caller asked for this format, so the file is still written
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.save.* is deprecated", category=FutureWarning)
         torch.jit.save(traced, fh)
     return Path(path)
 
