@@ -35,6 +35,7 @@ from jamspotter.edge.data import FLIPS, ImageDataset, Item, class_names, load_it
 from jamspotter.edge.metrics import classification_metrics, plot_confusion, plot_curves
 from jamspotter.edge.models import DEFAULT_TRAIN_BLOCKS, EdgeNet, build_model
 from jamspotter.errors import DataError
+from jamspotter.progress import tqdm_wanted
 
 
 @dataclass
@@ -80,7 +81,7 @@ def stem_features(stem: Callable, loader, desc: str,  # noqa: ANN001 - a DataLoa
     returns (fp16 features V x N x ..., labels N), V = len(flips)."""
     feats: list[list[torch.Tensor]] = [[] for _ in flips]
     labels = []
-    for x, y in tqdm(loader, desc=desc, leave=False):
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=not tqdm_wanted()):
         for out, dims in zip(feats, flips, strict=True):
             out.append(stem(torch.flip(x, dims) if dims else x).half())
         labels.append(y)
@@ -186,7 +187,7 @@ def train_classifier(data: str | Path, out_dir: str | Path, cfg: EdgeTrainConfig
 
     history: list[dict] = []
     best = {"val_acc": -1.0, "val_loss": float("inf"), "epoch": 0, "state": None}
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.arch}")
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.arch}", disable=not tqdm_wanted())  # terminal only
     for epoch in bar:
         model.tail.train()
         tot, correct, loss_sum = 0, 0, 0.0
