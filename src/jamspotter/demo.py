@@ -342,9 +342,14 @@ def write_index(out: Path, steps: list[Step], seconds: float, edge_note: str | N
         parts.append(f"<p>{_e(edge_note)}</p>")
     elif edge:
         acc = (edge.get("test") or {}).get("accuracy")
+        one = (edge.get("one_view_accuracy") or {}).get("test")
+        flips = (edge.get("config") or {}).get("tta_flips")
         parts.append(f"<p>EfficientNet-Lite0 (ImageNet weights) trained on a small TrashNet subset "
-                     f"({_link(out / EDGE_DATA / 'split.csv', out, 'split.csv')}); test accuracy on the subset "
-                     f"{_fmt(acc)}. The full run is <code>benchmarks/train_trashnet.py</code>.</p>")
+                     f"({_link(out / EDGE_DATA / 'split.csv', out, 'split.csv')}) for a few epochs; test accuracy on "
+                     f"the subset {_fmt(acc)}" + (f" averaged over flips, {_fmt(one)} in one pass per image (what "
+                                                  "the exported model does)" if flips else "")
+                     + f" ({_link(out / EDGE_RUN / 'metrics.json', out, 'metrics.json')}). The full TrashNet run is "
+                     "<code>benchmarks/train_trashnet.py</code>.</p>")
         for plot in ("confusion_matrix.png", "training_curves.png"):
             parts.append(_img(out / EDGE_RUN / plot, out, plot.removesuffix(".png").replace("_", " ")))
 
