@@ -21,7 +21,7 @@ from jamspotter.train.sft import run_sft
 
 # 8 rendered 112x112 belt scenes; clutter 1.5 items/m^2 gives 0-3 objects per image (~1.4 on average).
 SCENES = {"n": 8, "size": (112, 112), "seed": 0, "jam_rate": 0.5, "clutter": 1.5}
-STEPS, LR = 240, 4e-3  # full fine-tuning, batch 8 (all scenes every step); ~1 min per family on one busy core
+STEPS, LR = 240, 4e-3  # full fine-tuning, batch 8 (all scenes every step); ~20 s per family on 2 idle cores
 
 
 
@@ -42,7 +42,7 @@ def test_tiny_model_learns_the_boxes(tmp_path: Path, family: str) -> None:
         "data.max_pixels=12544", f"data.classes={classes}", "finetune.method=full", "finetune.freeze_vision=false",
         f"train.output_dir={tmp_path / 'run'}", f"train.lr={LR}", f"train.max_steps={STEPS}", "train.batch_size=8",
         "train.grad_accum=1", "train.gradient_checkpointing=false", "train.warmup_ratio=0.05",
-        "train.logging_steps=40", "train.cpu_threads=1", f"train.save_steps={STEPS}", f"train.eval_steps={STEPS * 10}",
+        "train.logging_steps=40", "train.cpu_threads=2", f"train.save_steps={STEPS}", f"train.eval_steps={STEPS * 10}",
         # 3 boxes in Qwen2.5-VL JSON are ~105 tokens: a shorter budget would cut answers, not test learning
         f"train.f1_steps={STEPS}", "train.f1_samples=8", "train.f1_max_new_tokens=160",
     ])
