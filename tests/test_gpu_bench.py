@@ -99,7 +99,9 @@ def test_checkpoint_processor_has_the_budget_and_the_config_token_ids(tmp_path: 
 
     folder, family = bench.MODELS[model_key]
     config_dir = shared_data / "qwen_configs" / folder
-    tokenizer = bench.tokenizer_for(shared_data, family)
+    from jamspotter.models.tiny import qwen_tokenizer
+
+    tokenizer = qwen_tokenizer(shared_data, family)
     bench.save_processor(family, config_dir, tokenizer, tmp_path, min_pixels=3136, max_pixels=50176)
     processor = AutoProcessor.from_pretrained(tmp_path)
     config = AutoConfig.from_pretrained(config_dir)

@@ -213,18 +213,6 @@ def quantization_usable(info: dict[str, Any]) -> str | None:
     return None
 
 
-def tokenizer_for(reference: Path, family: str) -> Any:
-    """Qwen's real tokenizer (shared by the three generations); Qwen3-VL adds its four extra tokens."""
-    from transformers import AutoTokenizer
-
-    from jamspotter.models.families import QWEN3_EXTRA_TOKENS
-
-    tok = AutoTokenizer.from_pretrained(reference / "qwen2_5_vl_tokenizer")
-    if family == "qwen3-vl":
-        tok.add_tokens(list(QWEN3_EXTRA_TOKENS))
-    return tok
-
-
 def save_processor(family: str, config_dir: Path, tokenizer: Any, out: Path, *, min_pixels: int,
                    max_pixels: int) -> None:
     """The model's processor saved into `out`: `tokenizer`, the config folder's image processor with this
@@ -264,7 +252,7 @@ def build_checkpoint(model_key: str, reference: Path, out: Path, *, tiny: bool, 
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
-    from jamspotter.models.tiny import build_tiny_model
+    from jamspotter.models.tiny import build_tiny_model, qwen_tokenizer
 
     marker = out / "bench_checkpoint.json"
     if marker.is_file():
@@ -272,7 +260,7 @@ def build_checkpoint(model_key: str, reference: Path, out: Path, *, tiny: bool, 
     folder, family = MODELS[model_key]
     config_dir = reference / "qwen_configs" / folder
     start = time.perf_counter()
-    real_tokenizer = tokenizer_for(reference, family)  # loaded in both modes: the carried files must work
+    real_tokenizer = qwen_tokenizer(reference, family)  # loaded in both modes: the carried files must work
     if tiny:
         build_tiny_model(family, out, real_tokenizer=False, seed=0)
         tokenizer, config = AutoTokenizer.from_pretrained(out), AutoConfig.from_pretrained(out)

@@ -85,7 +85,9 @@ def _fallback_tokenizer(family: str, vocab_size: int = 600) -> Any:
     return tok
 
 
-def _real_tokenizer(shared: Path, family: str) -> Any:
+def qwen_tokenizer(shared: Path, family: str) -> Any:
+    """Qwen's real tokenizer from `shared/qwen2_5_vl_tokenizer` (one for the three generations); Qwen3-VL adds
+    its extra tokens."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(shared / "qwen2_5_vl_tokenizer")
@@ -206,7 +208,7 @@ def build_tiny_model(family: str, out_dir: str | Path, *, real_tokenizer: bool |
         raise FileNotFoundError(
             "Qwen's tokenizer ($JAMSPOTTER_REFERENCE_DATA/qwen2_5_vl_tokenizer) is not available here")
     use_real = has_real if real_tokenizer is None else real_tokenizer
-    tokenizer = _real_tokenizer(shared, family) if use_real else _fallback_tokenizer(family)
+    tokenizer = qwen_tokenizer(shared, family) if use_real else _fallback_tokenizer(family)
     tokenizer.padding_side = "left"  # batched generation
     config = tiny_config(family, tokenizer, hidden_size=hidden_size, layers=layers, shared=shared)
     config.dtype = "float32"
