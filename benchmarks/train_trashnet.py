@@ -19,7 +19,7 @@ Threads: `--threads` sets PyTorch's and ONNX Runtime's thread count. On a CPU sh
 1 thread is usually as fast as 2 (the 2-thread pools spin-wait for a busy core); on an idle machine use 2.
 
 Measured here (2 shared vCPUs, load average ~3 from other jobs, `--matrix --reference --jobs 2`): test
-accuracy 0.930 +- 0.009 over 6 runs (min 0.921, max 0.941; one view per image 0.921 +- 0.006), 7.0 CPU
+accuracy 0.930 +- 0.009 over 6 runs (min 0.921, max 0.940; one view per image 0.921 +- 0.006), 7.0 CPU
 min per run (max 9.8, 2-thread runs spin on the shared cores); the old recipe 0.918 +- 0.009 in 2.1 CPU min.
 
 Equivalent CLI for one run:
@@ -121,7 +121,7 @@ def _run_children(args: argparse.Namespace, specs: list[tuple[str, int, int, lis
     with the run's metrics and its wall and CPU time (user + system of the child, from wait4's rusage)."""
     import json
 
-    pending, running, rows = list(specs), {}, []
+    pending, running, rows, failed = list(specs), {}, [], []
     while pending or running:
         while pending and len(running) < args.jobs:
             recipe, seed, th, train_args = pending.pop(0)
@@ -138,8 +138,10 @@ def _run_children(args: argparse.Namespace, specs: list[tuple[str, int, int, lis
         recipe, seed, th, start, _, log, out = running.pop(pid)
         wall = time.perf_counter() - start
         log.close()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"run {recipe} seed {seed} threads {th} failed; see {out / 'train.log'}")
+        if os.waitstatus_to_exitcode(status) != 0:  # start nothing more, let the running ones finish, then stop
+            failed.append(f"run {recipe} seed {seed} threads {th} failed; see {out / 'train.log'}")
+            pending.clear()
+            continue
         report = json.loads((out / "metrics.json").read_text())
         row = {"recipe": recipe, "seed": seed, "threads": th, "best_epoch": report["best_epoch"],
                "epochs_run": len(report["history"]), "val": report["val"]["accuracy"],
@@ -150,6 +152,8 @@ def _run_children(args: argparse.Namespace, specs: list[tuple[str, int, int, lis
         print(f"{recipe} seed {seed} threads {th}: val {row['val']:.4f} test {row['test']:.4f} (one view "
               f"{row['test_one_view']:.4f}), best epoch {row['best_epoch']}/{row['epochs_run']}, wall "
               f"{wall / 60:.1f} min, CPU {row['cpu_s'] / 60:.1f} min", flush=True)
+    if failed:
+        raise SystemExit("\n".join(failed))
     return sorted(rows, key=lambda r: (r["recipe"], r["seed"], r["threads"]))
 
 

@@ -69,6 +69,19 @@ def test_train_writes_checkpoint_metrics_and_plots(trained):
     assert report["cpu_seconds"]["total"] > 0
 
 
+def test_cosine_ends_at_zero_when_the_last_batch_of_one_image_is_skipped(trained, tmp_path):
+    from jamspotter.cli import app
+
+    # 12 training images at batch 11: one batch of 11 a step, the last single image is skipped (BatchNorm)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["edge", "train", "--data", str(trained.parent / "data"), "--out", str(out),
+                                   "--epochs", "2", "--image-size", "64", "--batch-size", "11", "--cache-views", "1",
+                                   "--no-tta-flips"])
+    assert res.exit_code == 0, res.output
+    lrs = [h["lr"] for h in json.loads((out / "metrics.json").read_text())["history"]]
+    assert lrs == pytest.approx([0.5e-3, 0.0], abs=1e-9)  # lr 1e-3, 2 steps: cos(pi/2) halfway, 0 at the end
+
+
 def test_stem_features_flips_match_pil_and_probabilities_average_views(tmp_path):
     from PIL import ImageOps
 

@@ -116,7 +116,7 @@ def make_stem_runner(model: EdgeNet, cfg: EdgeTrainConfig, workdir: str) -> Call
 
 
 def _accuracy(tail: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((predict_features(tail, feats, 128).argmax(1) == labels).float().mean())
+    return round(float((predict_features(tail, feats, 128).argmax(1) == labels).double().mean()), 6)
 
 
 def class_weights(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -160,7 +160,8 @@ def train_classifier(data: str | Path, out_dir: str | Path, cfg: EdgeTrainConfig
 
     params = [p for p in model.tail.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = (len(train_y) + cfg.batch_size - 1) // cfg.batch_size
+    # a 1-image last batch is skipped (BatchNorm), so it is no step of the schedule either
+    steps_per_epoch = len(train_y) // cfg.batch_size + (len(train_y) % cfg.batch_size >= 2)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps)
                                                                                    / total_steps)))
@@ -225,19 +226,21 @@ def train_classifier(data: str | Path, out_dir: str | Path, cfg: EdgeTrainConfig
     test_metrics = (classification_metrics(test_y.tolist(),
                                            predict_features(model.tail, test_f, 128).argmax(1).tolist(), classes)
                     if test_f is not None else None)
+    # what the exported model (one view per image) scores, whether or not flips were averaged above
+    one_view = {"val": _accuracy(model.tail, val_f[:1], val_y),
+                "test": _accuracy(model.tail, test_f[:1], test_y) if test_f is not None else None}
     meta = {"arch": cfg.arch, "classes": classes, "image_size": cfg.image_size,
             "train_blocks": cfg.train_blocks if cfg.train_blocks is not None else DEFAULT_TRAIN_BLOCKS[cfg.arch],
             "tta_flips": cfg.tta_flips,  # the accuracies below average the h/v/hv flips; one view scores differently
             "input": "RGB float32 NCHW in [0, 1], resized to image_size x image_size (normalisation is inside)",
             "best_epoch": best["epoch"], "val_accuracy": val_metrics["accuracy"],
-            "test_accuracy": test_metrics["accuracy"] if test_metrics else None}
+            "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
+            "one_view_test_accuracy": one_view["test"]}
     save_checkpoint(model, meta, out_dir)
     report = {"config": asdict(cfg), "data": str(data), "classes": classes,
               "counts": {s: len(v) for s, v in split.items()}, "best_epoch": best["epoch"],
               "val": val_metrics, "test": test_metrics, "history": history,
-              # what the exported model (one view per image) scores, whether or not flips were averaged above
-              "one_view_accuracy": {"val": _accuracy(model.tail, val_f[:1], val_y),
-                                    "test": _accuracy(model.tail, test_f[:1], test_y) if test_f is not None else None},
+              "one_view_accuracy": one_view,
               "seconds": {"stem_cache": round(t_cache, 1), "train": round(t_train, 1),
                           "total": round(time.perf_counter() - t0, 1)},
               # process CPU time (all threads): steadier than wall time on a shared machine
