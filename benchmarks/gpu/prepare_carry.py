@@ -105,20 +105,18 @@ def cut_bitsandbytes(wheel: Path, keep: tuple[str, ...] = BNB_KEEP) -> tuple[int
 def copy_reference(shared: Path, carry: Path) -> None:
     """The two model configs and Qwen's tokenizer, in ../shared/data's layout (JAMSPOTTER_REFERENCE_DATA)."""
     for name in MODEL_CONFIGS:
-        src, dst = shared / "qwen_configs" / name, carry / "qwen_configs" / name
-        if not (src / "config.json").is_file():
-            raise SystemExit(f"prepare_carry: {src}/config.json not found (pass --shared)")
-        dst.mkdir(parents=True, exist_ok=True)
-        for f in CONFIG_FILES:
-            if (src / f).is_file():
-                shutil.copyfile(src / f, dst / f)
-    tok_src, tok_dst = shared / "qwen2_5_vl_tokenizer", carry / "qwen2_5_vl_tokenizer"
-    if not (tok_src / "tokenizer.json").is_file():
-        raise SystemExit(f"prepare_carry: {tok_src}/tokenizer.json not found (pass --shared)")
-    tok_dst.mkdir(parents=True, exist_ok=True)
-    for f in TOKENIZER_FILES:
-        if (tok_src / f).is_file():
-            shutil.copyfile(tok_src / f, tok_dst / f)
+        _copy_folder(shared / "qwen_configs" / name, carry / "qwen_configs" / name, "config.json", CONFIG_FILES)
+    _copy_folder(shared / "qwen2_5_vl_tokenizer", carry / "qwen2_5_vl_tokenizer", "tokenizer.json", TOKENIZER_FILES)
+
+
+def _copy_folder(src: Path, dst: Path, required: str, names: tuple[str, ...]) -> None:
+    """Copy the `names` that exist in `src` to `dst`; `src` must hold `required`."""
+    if not (src / required).is_file():
+        raise SystemExit(f"prepare_carry: {src}/{required} not found (pass --shared)")
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in names:
+        if (src / f).is_file():
+            shutil.copyfile(src / f, dst / f)
 
 
 def folder_bytes(folder: Path) -> int:
