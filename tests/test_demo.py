@@ -108,7 +108,7 @@ def test_demo_page_shows_every_image_in_chromium(demo):
 
 
 def test_trashnet_subset_names_the_first_images_of_each_class_and_split(tmp_path):
-    from jamspotter.demo import trashnet_subset
+    from jamspotter.demo import trashnet_items, trashnet_subset
 
     src = tmp_path / "imagefolder"
     for split in ("train", "val", "test"):
@@ -116,7 +116,7 @@ def test_trashnet_subset_names_the_first_images_of_each_class_and_split(tmp_path
             for i in range(3):
                 (src / split / label).mkdir(parents=True, exist_ok=True)
                 Image.new("RGB", (8, 8)).save(src / split / label / f"{i}.jpg")
-    n = trashnet_subset(src, tmp_path / "subset", {"train": 2, "val": 1, "test": 1})
+    n = trashnet_subset(trashnet_items(src), tmp_path / "subset", {"train": 2, "val": 1, "test": 1})
     with (tmp_path / "subset" / "split.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert n == len(rows) == 2 * (2 + 1 + 1)

@@ -25,6 +25,8 @@ SFT_RUN, GRPO_FINAL = "runs/tiny", "runs/tiny/grpo/final"
 REPORT_TRAIN, REPORT_HELDOUT, DRAWN, TWIN = "report_train", "report_heldout", "drawn_heldout", "twin"
 EDGE_DATA, EDGE_RUN, SERVICE = "trashnet_subset", "edge", "service"
 EDGE_PER_CLASS = {"train": 24, "val": 8, "test": 12}  # images per class and split of the TrashNet subset
+EDGE_SKIPPED = ("Skipped: pass --trashnet DIR (a TrashNet folder with split.csv) to train the edge classifier on a "
+                "small subset of it.")
 
 # What the same pipeline looks like on a real model (a CUDA GPU with 24 GB; the download is about 16 GB).
 REAL_COMMANDS = [
@@ -50,11 +52,6 @@ class Step:
     args: list[str] = field(default_factory=list)
     action: str = "cli"
 
-    @property
-    def command(self) -> str:
-        """The step as a user would type it."""
-        return "jamspotter " + shlex.join(self.args)
-
     def outputs(self, out: Path) -> list[Path]:
         """What the step writes: its --out/--draw targets, a training run's folder, or the Python step's file."""
         if self.action == "service":
@@ -68,12 +65,17 @@ class Step:
         return found + runs
 
 
+def answer_tokens(quick: bool) -> int:
+    """The longest answer the demo's model may give (GRPO rollouts, infer and the service alike)."""
+    return 32 if quick else 256
+
+
 def demo_steps(out: Path, quick: bool = False, trashnet: Path | None = None) -> list[Step]:
     """The demo's commands in order; `quick` shrinks data and training (tests), `trashnet` adds the edge step."""
     o = out
     belt, train, heldout, run = o / BELT, o / TRAIN_SCENES, o / HELDOUT_SCENES, o / SFT_RUN
     final = o / GRPO_FINAL
-    tokens = "32" if quick else "256"
+    tokens = str(answer_tokens(quick))
     steps = [
         Step("synthesise belt scenes and a clip", [
             "data", "synth", "--n", "6" if quick else "24", "--size", "640x480", "--clips", "1", "--seconds", "1",
@@ -126,23 +128,27 @@ def demo_steps(out: Path, quick: bool = False, trashnet: Path | None = None) -> 
     return steps
 
 
-def trashnet_subset(src: Path, dst: Path, per_class: dict[str, int] | None = None) -> int:
-    """Write `dst/split.csv` naming the first images of each class and split of `src` (no copies); returns count.
-
-    `src` is anything `edge train --data` reads (TrashNet's split.csv, an ImageFolder, a samples.jsonl).
-    """
+def trashnet_items(src: Path) -> list[Any]:
+    """The labelled images of `src` (anything `edge train --data` reads: TrashNet's split.csv, an ImageFolder, a
+    samples.jsonl); a folder without any, or without test images to score on, is a one-line DataError."""
     from jamspotter.edge.data import load_items
 
-    per_class = per_class or EDGE_PER_CLASS
     items = load_items(src)
+    if not any(it.split == "test" for it in items):
+        raise DataError(f"{src}: no test images to score the edge classifier on")
+    return items
+
+
+def trashnet_subset(items: list[Any], dst: Path, per_class: dict[str, int] | None = None) -> int:
+    """Write `dst/split.csv` naming the first images of each class and split of `items` (no copies); returns
+    how many."""
+    per_class = per_class or EDGE_PER_CLASS
     chosen: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for it in sorted(items, key=lambda it: str(it.path)):
         bucket = chosen[(it.label, it.split)]
         if len(bucket) < per_class.get(it.split, 0):
             bucket.append(it)
     rows = [it for bucket in chosen.values() for it in bucket]
-    if not any(it.split == "test" for it in rows):
-        raise DataError(f"{src}: no test images to score the edge classifier on")
     dst.mkdir(parents=True, exist_ok=True)
     with atomic_write(dst / "split.csv") as fh:
         writer = csv.writer(fh)
@@ -222,7 +228,7 @@ def _sweep_table(sweep: dict) -> str:
     head = (f"<p>Without a detector the simulated line stops {_fmt(base.get('baseline_jams_per_day'))} times a day "
             f"({_fmt(base.get('baseline_downtime_h_per_day'))} h of downtime, "
             f"${_fmt(base.get('baseline_cost_per_day'))} a day of downtime, crew and disposal cost). "
-            f"With a detector of precision {_fmt(rows[0].get('precision'))}, by its jam recall:</p>")
+            f"With a detector of precision {_fmt(base.get('precision'))}, by its jam recall:</p>")
     body = "".join(f"<tr><td>{_fmt(r.get('recall'))}</td><td>{_fmt(r.get('jams_per_day'))}</td>"
                    f"<td>{_fmt(r.get('downtime_h_per_day'))}</td><td>{_fmt(r.get('cost_per_day'))}</td>"
                    f"<td>{_fmt(r.get('savings_per_day'))}</td></tr>" for r in rows)
@@ -235,19 +241,19 @@ def _gallery(folder: Path, out: Path, limit: int) -> str:
     return f"<div class='scenes'>{''.join(_img(p, out, p.stem) for p in pics)}</div>" if pics else "<p>No pictures.</p>"
 
 
-def write_index(out: Path, steps: list[Step], seconds: float, edge_note: str | None = None,
-                service: dict | None = None) -> Path:
+def write_index(out: Path, steps: list[Step], seconds: float) -> Path:
     """Write `out/index.html` from what the demo's steps left in `out`; returns its path."""
     train_m, held_m = _json(out / REPORT_TRAIN / "metrics.json"), _json(out / REPORT_HELDOUT / "metrics.json")
     sim, sft, grpo = _json(out / TWIN / "simulation.json"), _json(out / SFT_RUN / "metrics.json"), _json(
         out / SFT_RUN / "grpo" / "metrics.json")
     contract = _json(out / GRPO_FINAL / "jamspotter.json") or {}
+    service, edge = _json(out / SERVICE / "detect.json"), _json(out / EDGE_RUN / "metrics.json")
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>jamspotter demo</title>"
              f"<style>{_CSS}</style></head><body>",
              "<h1>jamspotter demo</h1>",
              f"<p>The whole pipeline on synthetic conveyor-belt scenes, in {seconds:.0f} s on this machine: data, "
              "SFT then GRPO of a Qwen2.5-VL, detection, evaluation, the service, a digital twin of the line"
-             + (", the edge classifier" if edge_note is None else "") + ". Every step is a command you can type; "
+             + (", the edge classifier" if edge else "") + ". Every step is a command you can type; "
              "they are listed at the end with links to what each wrote.</p>",
              "<p class='note'><b>The model here is tiny and random.</b> <code>--config tiny</code> builds a "
              "two-layer Qwen2.5-VL with random weights and a small tokenizer, then fine-tunes it on 8 scenes of "
@@ -337,10 +343,9 @@ def write_index(out: Path, steps: list[Step], seconds: float, edge_note: str | N
         parts.append(_sweep_table(sweep))
 
     parts.append("<h2>7. Edge classifier</h2>")
-    edge = _json(out / EDGE_RUN / "metrics.json")
-    if edge_note is not None:
-        parts.append(f"<p>{_e(edge_note)}</p>")
-    elif edge:
+    if not edge:
+        parts.append(f"<p>{_e(EDGE_SKIPPED)}</p>")
+    else:
         acc = (edge.get("test") or {}).get("accuracy")
         one = (edge.get("one_view_accuracy") or {}).get("test")
         flips = (edge.get("config") or {}).get("tta_flips")

@@ -31,7 +31,7 @@ def quiet_library_bars() -> None:
 
     A user's own HF_HUB_DISABLE_PROGRESS_BARS wins; the libraries read it when imported or on the call below.
     """
-    if interactive() and _shared is None:
+    if tqdm_wanted():
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] not in ("1", "true", "True", "yes"):
@@ -87,7 +87,7 @@ def show_trainer_progress(trainer: Any) -> None:
     printing every log dict; elsewhere leave the Trainer's own tqdm bar (terminal) or log lines (pipe) alone."""
     if _shared is None:
         return
-    from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
 
     progress = _shared
 
@@ -114,6 +114,5 @@ def show_trainer_progress(trainer: Any) -> None:
                 progress.remove_task(self.task)
                 self.task = None
 
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)  # a shared display means disable_tqdm, so the Trainer logs by printing
     trainer.add_callback(SharedDisplayTask())

@@ -28,7 +28,7 @@ def _run(args: list[str]) -> None:
     command.main(args=args, prog_name="jamspotter", standalone_mode=False)
 
 
-def _serve_once(final: Path, image: Path, max_new_tokens: int, out: Path) -> dict:
+def _serve_once(final: Path, image: Path, max_new_tokens: int, out: Path) -> None:
     """POST one image to the service's /v1/detect in process (no port) and save the answer as detect.json."""
     from fastapi.testclient import TestClient
 
@@ -49,7 +49,6 @@ def _serve_once(final: Path, image: Path, max_new_tokens: int, out: Path) -> dic
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "detect.json", body)
     console.print(f"{len(body['detections'])} detection(s); answer saved to {out / 'detect.json'}")
-    return body
 
 
 @app.command("demo")
@@ -67,16 +66,14 @@ def demo(
     from jamspotter.outputs import prepare_dir, record_files
     from jamspotter.progress import shared_progress
 
+    items: list | None = None
     if trashnet is not None:
-        from jamspotter.edge.data import load_items
-
         if not trashnet.is_dir():
             raise DataError(f"--trashnet {trashnet}: no such folder")
-        load_items(trashnet)  # a folder without labelled images fails here, before the pipeline runs
+        items = plan.trashnet_items(trashnet)  # a folder without labelled images fails here, before the pipeline
     start = time.time()
     prepare_dir(out, "demo", overwrite=overwrite, inputs=[trashnet] if trashnet else [])
     steps = plan.demo_steps(out, quick=quick, trashnet=trashnet)
-    service: dict | None = None
     with shared_progress(console, len(steps), "demo") as (progress, task):
         for step in steps:
             progress.update(task, description=step.title)
@@ -85,15 +82,13 @@ def demo(
                 _run(step.args)
             elif step.action == "service":
                 image = min((out / plan.HELDOUT_SCENES / "images").glob("*.jpg"))
-                service = _serve_once(out / plan.GRPO_FINAL, image, 32 if quick else 256, out / plan.SERVICE)
+                _serve_once(out / plan.GRPO_FINAL, image, plan.answer_tokens(quick), out / plan.SERVICE)
             else:
-                n = plan.trashnet_subset(trashnet, out / plan.EDGE_DATA)
+                n = plan.trashnet_subset(items, out / plan.EDGE_DATA)
                 console.print(f"{n} images named in {out / plan.EDGE_DATA / 'split.csv'}")
             progress.advance(task)
         progress.update(task, description="demo finished")
-    edge_note = None if trashnet else ("Skipped: pass --trashnet DIR (a TrashNet folder with split.csv) to train "
-                                       "the edge classifier on a small subset of it.")
-    index = plan.write_index(out, steps, time.time() - start, edge_note=edge_note, service=service)
+    index = plan.write_index(out, steps, time.time() - start)
     record_files(out)
     held = json.loads((out / plan.REPORT_HELDOUT / "metrics.json").read_text())
     seen = json.loads((out / plan.REPORT_TRAIN / "metrics.json").read_text())
@@ -102,4 +97,4 @@ def demo(
         f"in {time.time() - start:.0f} s. Open {index} in a browser.\n"
         f"Tiny random model: F1@0.5 {seen.get('f1')} on its 8 training scenes (memorisation check), "
         f"{held.get('f1')} on held-out scenes (it has learnt nothing general; a real model needs a GPU)."
-        + (f"\n{edge_note}" if edge_note else ""))
+        + ("" if trashnet else f"\n{plan.EDGE_SKIPPED}"))
