@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "grpo_learning.json"
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
              "total_seconds": round(time.perf_counter() - t0, 1), "settings": {
                  k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "results"},
              "first_log": metrics.get("first_log"), "last_log": metrics.get("last_log"),
-             "command": metrics["command"], "machine": f"{platform.machine()}, {platform.python_version()}",
+             "command": metrics["command"], "machine": machine(),
              "date": time.strftime("%Y-%m-%d")}
     entries = json.loads(args.results.read_text()) if args.results.is_file() else []
     entries = [e for e in entries if e.get("settings") != entry["settings"]] + [entry]

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learn_worlds.json"
 
@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": round(seconds, 1), "synth_seconds": round(tr[2] + va[2], 1),
         "final_dir": str(result.final_dir),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_at_end": [round(v, 2) for v in os.getloadavg()]},  # a shared machine's wall times
+        "machine": machine(),  # CPU, load average (a shared machine's wall times), versions, commit
         "date": time.strftime("%Y-%m-%d"),
     }
     merge_result(args.results, entry)

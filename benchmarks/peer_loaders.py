@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -41,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import machine
 
 from jamspotter.data.trainers import get_trainer
 
@@ -505,7 +506,6 @@ def main() -> None:
     model = make_processor(work)
     data = make_data(work)
     results = [run_peer(p, work, model, data, a.fresh, sources.get(p)) for p in a.peers.split(",")]
-    machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}"
     print(f"\n{'peer':16} {'version':34} {'size (variant)':33} {'records':8} {'images':7} "
           f"{'peer grid x14 vs expected':27} {'box err':8} pass")
     for r in results:
@@ -519,7 +519,7 @@ def main() -> None:
         why = f"; {r['reason'][:400]}" if r["reason"] else ""
         print(f"    {r['peer']}: pass={r['pass']} in {r['seconds']} s{why}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"machine": machine, "command": " ".join(sys.argv), "work": str(work),
+    a.out.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "work": str(work),
                                  "results": results}, indent=1) + "\n")
     print(f"\nwrote {a.out}; logs in {work / 'logs'}")
 
