@@ -50,7 +50,6 @@ edge_app = typer.Typer(help="The fast edge CNN: train, export to ONNX, predict."
 line_app = typer.Typer(help="Run a detector over a belt stream; simulate the line (digital twin).", **_opts)
 
 
-
 @app.callback()
 def _main() -> None:
     """Find jam-causing material on recycling conveyor belts with Qwen-VL models."""
